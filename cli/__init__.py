@@ -1,0 +1,1 @@
+"""Typer commands: thin wrappers over dlrun.core."""

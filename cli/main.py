@@ -1,0 +1,101 @@
+"""The `dlrun` command line. Each command parses its arguments and calls one core function.
+
+JAX is imported inside the commands that train, so `dlrun --help` and `dlrun list` start fast.
+Exit codes: 0 success, 1 a run that failed (divergence, missing data), 2 a config or usage error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlrun.core.config import ConfigError, header_comment, load_config, to_yaml
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Run the experiments of Dive into Deep Learning from YAML configs, on JAX.",
+)
+
+ConfigArg = Annotated[Path, typer.Argument(help="A YAML experiment config, e.g. configs/mlp.yaml.")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a config value: --set optimizer.lr=0.05 (value parsed as YAML)."),
+]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=code)
+
+
+def _load(config: Path, overrides: list[str] | None):
+    try:
+        return load_config(config, overrides or [])
+    except ConfigError as err:
+        raise _fail(str(err), 2) from None
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    overrides: SetOpt = None,
+    *,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: outputs/<name>-<time>).")] = None,
+) -> None:
+    """Train the model a config describes; write metrics, summary and curves to a run directory."""
+    cfg = _load(config, overrides)
+    from dlrun.core.data import DataError
+    from dlrun.core.datadir import DataNotFoundError
+    from dlrun.core.outputs import RunDirError, new_run_dir
+    from dlrun.core.train import TrainingDiverged, train as run_training
+
+    try:
+        run_dir = new_run_dir(cfg.name, out)
+    except RunDirError as err:
+        raise _fail(str(err), 2) from None
+    typer.echo(f"run directory: {run_dir}")
+    try:
+        result = run_training(cfg, run_dir)
+    except (DataNotFoundError, DataError) as err:
+        raise _fail(str(err), 1) from None
+    except TrainingDiverged as err:
+        raise _fail(str(err), 1) from None
+    s = result.summary
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in s.items() if "/" in k)
+    typer.echo(
+        f"done: {metrics}\n"
+        f"{s['epochs']} epochs, {s['seconds_per_epoch']:.3f} s/epoch ({s['loop']} loop), "
+        f"compile {s['compile_seconds']:.2f} s, on {s['device']}\n"
+        f"outputs: {run_dir}/{{config.yaml,metrics.csv,summary.json,curves.png}}"
+    )
+
+
+@app.command("show-config")
+def show_config(config: ConfigArg, overrides: SetOpt = None) -> None:
+    """Print the resolved config (defaults, base files and --set overrides applied) as YAML."""
+    typer.echo(to_yaml(_load(config, overrides)), nl=False)
+
+
+@app.command("list")
+def list_configs(
+    directory: Annotated[Path, typer.Argument(help="Directory of configs.")] = Path("configs"),
+) -> None:
+    """List the configs in a directory, one line each with the book section they reproduce."""
+    if not directory.is_dir():
+        raise _fail(f"{directory}: no such directory of configs (run from the project root or name it)", 2)
+    paths = sorted(p for p in directory.rglob("*.yaml") if p.is_file())
+    if not paths:
+        raise _fail(f"{directory}: holds no .yaml configs", 2)
+    width = max(len(str(p.relative_to(directory))) for p in paths)
+    for path in paths:
+        lines = header_comment(path)
+        what = lines[0] if lines else "(no description comment)"
+        typer.echo(f"{str(path.relative_to(directory)):<{width}}  {what}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,1 @@
+"""Config, data, layers, models, losses, optimizers, training loop and outputs."""

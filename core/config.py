@@ -1,0 +1,370 @@
+"""Experiment configuration: YAML files parsed into frozen, validated pydantic models.
+
+A config file holds only what differs from the defaults below. It may extend another file
+(`base: mlp.yaml`, resolved relative to the file) and be overridden from the command line
+(`--set optimizer.lr=0.05`, the value parsed as YAML). Every mistake becomes a `ConfigError`
+that names the file (or the `--set` option), the dotted key, what was expected and what was
+found. This module imports neither JAX nor the registries, so `dlrun --help` stays fast; a test
+checks that the names accepted here match the registries in `core`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message is meant for the user, as is."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+class SyntheticRegressionData(Section):
+    """y = X w + b + noise, X ~ N(0, 1) (D2L 3.3)."""
+
+    name: Literal["synthetic_regression"] = "synthetic_regression"
+    true_w: tuple[float, ...] = Field((2.0, -3.4), min_length=1)
+    true_b: float = 4.2
+    noise: float = Field(0.01, ge=0)
+    num_train: int = Field(1000, gt=0)
+    num_val: int = Field(1000, gt=0)
+    batch_size: int = Field(32, gt=0)
+
+
+class FashionMNISTData(Section):
+    """Fashion-MNIST from the four original IDX files (D2L 3.5)."""
+
+    name: Literal["fashion_mnist"] = "fashion_mnist"
+    dir: str | None = None
+    resize: int | None = Field(None, gt=0)
+    num_train: int | None = Field(None, gt=0, description="use the first N training images")
+    num_val: int | None = Field(None, gt=0, description="use the first N test images")
+    batch_size: int = Field(256, gt=0)
+
+
+DataConfig = Annotated[Union[SyntheticRegressionData, FashionMNISTData], Field(discriminator="name")]
+
+# --------------------------------------------------------------------------- models
+
+Init = Literal["normal", "xavier", "he", "zeros"]
+
+
+class LinearRegressionModel(Section):
+    """One dense layer with a single output (D2L 3.1)."""
+
+    name: Literal["linear_regression"] = "linear_regression"
+    init: Init = "normal"
+    init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
+
+
+class SoftmaxRegressionModel(Section):
+    """Flatten, then one dense layer with one output per class (D2L 3.4)."""
+
+    name: Literal["softmax_regression"] = "softmax_regression"
+    init: Init = "normal"
+    init_scale: float = Field(0.01, ge=0)
+
+
+class MLPModel(Section):
+    """Flatten, then dense + activation (+ dropout) per hidden layer, then a dense output (D2L 4.1)."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: tuple[Annotated[int, Field(gt=0)], ...] = (256,)
+    activation: Literal["relu", "sigmoid", "tanh"] = "relu"
+    dropout: Annotated[float, Field(ge=0, lt=1)] | tuple[Annotated[float, Field(ge=0, lt=1)], ...] = 0.0
+    init: Init = "normal"
+    init_scale: float = Field(0.01, ge=0)
+
+    @model_validator(mode="after")
+    def _dropout_per_layer(self) -> MLPModel:
+        if isinstance(self.dropout, tuple) and len(self.dropout) != len(self.hidden):
+            raise ValueError(
+                f"dropout lists {len(self.dropout)} rates for {len(self.hidden)} hidden layers; "
+                "give one rate per hidden layer or a single number"
+            )
+        return self
+
+    def drop_rates(self) -> tuple[float, ...]:
+        if isinstance(self.dropout, tuple):
+            return self.dropout
+        return (self.dropout,) * len(self.hidden)
+
+
+ModelConfig = Annotated[
+    Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel], Field(discriminator="name")
+]
+
+# ------------------------------------------------------------------ loss, optimizer
+
+
+class LossConfig(Section):
+    """squared_error is the book's 1/2 (y_hat - y)^2; mse is nn.MSELoss; cross_entropy takes logits."""
+
+    name: Literal["squared_error", "mse", "cross_entropy"] = "cross_entropy"
+
+
+class ScheduleConfig(Section):
+    """Learning-rate schedule, stepped per optimizer update; lengths are given in epochs."""
+
+    name: Literal["constant", "step", "cosine"] = "constant"
+    step_epochs: int = Field(1, gt=0, description="step: multiply by gamma every step_epochs")
+    gamma: float = Field(0.1, gt=0)
+    final_fraction: float = Field(0.0, ge=0, le=1, description="cosine: final lr / initial lr")
+
+
+class OptimizerConfig(Section):
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0, description="L2 on weights (not biases), as SGD's weight_decay")
+    clip_norm: float | None = Field(None, gt=0, description="clip gradients by global norm")
+    schedule: ScheduleConfig = ScheduleConfig()
+
+
+class TrainerConfig(Section):
+    epochs: int = Field(10, gt=0)
+    loop: Literal["auto", "step", "scan"] = "auto"
+    progress: Literal["auto", "bar", "plain", "none"] = "auto"
+
+
+class Config(Section):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = Field(0, ge=0)
+    data: DataConfig = FashionMNISTData()
+    model: ModelConfig = MLPModel()
+    loss: LossConfig = LossConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_names(cls, raw: Any) -> Any:
+        """Let `data:` and `model:` sections omit `name` (the default kind is meant)."""
+        if isinstance(raw, dict):
+            raw = dict(raw)
+            for section, default in (("data", "fashion_mnist"), ("model", "mlp")):
+                if isinstance(raw.get(section), dict) and "name" not in raw[section]:
+                    raw[section] = {"name": default, **raw[section]}
+        return raw
+
+    @model_validator(mode="after")
+    def _batch_fits_data(self) -> Config:
+        n = self.data.num_train
+        if n is not None and self.data.batch_size > n:
+            raise ValueError(f"data.batch_size ({self.data.batch_size}) is larger than data.num_train ({n})")
+        return self
+
+
+# ------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, resolve `base:` files, apply `--set` overrides and validate.
+
+    Raises:
+        ConfigError: with a message that names the file or option, the key, the expected and
+            the found value.
+    """
+    path = Path(path)
+    raw = _read_with_bases(path, chain=())
+    set_keys = {}
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(raw, key, value, item)
+        set_keys[key] = item
+    return validate(raw, source=str(path), set_keys=set_keys)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`optimizer.lr=0.05` -> ("optimizer.lr", 0.05); the value is parsed as YAML."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item}: expected KEY=VALUE with a dotted key, e.g. optimizer.lr=0.05")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {item}: the value is not valid YAML ({_one_line(err)})") from None
+    return key, value
+
+
+def validate(raw: dict, source: str, set_keys: dict[str, str] | None = None) -> Config:
+    """Validate a raw mapping into a Config, turning pydantic's errors into ConfigError."""
+    set_keys = set_keys or {}
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        lines = [_describe(e, raw, source, set_keys) for e in err.errors()]
+        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML, loadable again by `load_config`."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def header_comment(path: str | Path) -> list[str]:
+    """The leading comment lines of a config file, without the '#'."""
+    lines = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return lines
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
+    raw = _read_yaml_mapping(path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected the path of another config file, found {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise ConfigError(f"{path}: base: {base} extends itself (cycle: {' -> '.join(map(str, chain))})")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base: no such file {base_path}")
+    return _deep_merge(_read_with_bases(base_path, chain + (path.resolve(),)), raw)
+
+
+def _read_yaml_mapping(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not a UTF-8 text file, expected a YAML config file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: is not valid YAML: {_one_line(err)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: is nested too deeply to be a config") from None
+    if raw is None:
+        raise ConfigError(f"{path}: is empty; expected a YAML mapping with sections such as model and optimizer")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level, found {type(raw).__name__}")
+    bad = [k for k in raw if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: keys must be strings, found {bad[0]!r}")
+    return raw
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_dotted(raw: dict, key: str, value: Any, item: str) -> None:
+    *parents, leaf = key.split(".")
+    node = raw
+    for i, part in enumerate(parents):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            where = ".".join(parents[: i + 1])
+            raise ConfigError(f"--set {item}: {where} is a value, not a section, so it has no key {key}")
+        node = child
+    node[leaf] = value
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+# ---------------------------------------------------------------- error messages
+
+_TAGGED = {"data": DataConfig, "model": ModelConfig}
+
+
+def _describe(error: dict, raw: dict, source: str, set_keys: dict[str, str]) -> str:
+    """One line for one pydantic error: `<where>: <dotted key>: <what is wrong>`."""
+    loc, model_path = _user_loc(error["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    where = source
+    for key, item in set_keys.items():
+        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
+            where = f"--set {item}"
+    kind = error["type"]
+    found = error.get("input")
+    if kind == "extra_forbidden":
+        valid = _valid_keys(model_path, raw)
+        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        suggestion = f"; did you mean '{'.'.join(map(str, loc[:-1] + (hint[0],)))}'?" if hint else ""
+        return f"{where}: {dotted}: unknown key{suggestion} (valid keys here: {', '.join(valid)})"
+    if kind == "union_tag_invalid":
+        tags = error["ctx"]["expected_tags"].replace("'", "")
+        return f"{where}: {dotted}.name: unknown {dotted} '{error['ctx']['tag']}'; expected one of: {tags}"
+    if kind == "model_attributes_type" or kind == "model_type":
+        return f"{where}: {dotted}: expected a mapping (a section of keys), found {_show(found)}"
+    if kind == "value_error":
+        return f"{where}: {dotted}: {error['msg'].removeprefix('Value error, ')}"
+    if kind == "literal_error":
+        return f"{where}: {dotted}: expected one of {error['ctx']['expected']}, found {_show(found)}"
+    expected = error["msg"].removeprefix("Input should be ").removeprefix("Value should be ")
+    if expected.startswith(("greater", "less")):
+        expected = "a value " + expected
+    return f"{where}: {dotted}: expected {expected}, found {_show(found)}"
+
+
+def _user_loc(loc: tuple) -> tuple[tuple, tuple]:
+    """Drop the discriminator tags pydantic inserts (`model.mlp.hidden` -> `model.hidden`).
+
+    Returns the user's dotted location and the location with tags kept (for key look-ups).
+    """
+    out = []
+    i = 0
+    while i < len(loc):
+        out.append(loc[i])
+        if i == 0 and loc[i] in _TAGGED and i + 1 < len(loc):
+            i += 1  # skip the tag
+        i += 1
+    # pydantic reports `a | b` field alternatives as extra path parts; keep the first name only
+    out = [p for p in out if not (isinstance(p, str) and ("[" in p or p in ("float", "tuple", "int")))]
+    return tuple(out), tuple(loc)
+
+
+def _valid_keys(model_path: tuple, raw: dict) -> list[str]:
+    """The field names of the section that holds the last key of `model_path`."""
+    cls: Any = Config
+    parts = list(model_path[:-1])
+    while parts:
+        part = parts.pop(0)
+        if part in _TAGGED and cls is Config:
+            tag = parts.pop(0) if parts else None
+            members = _TAGGED[part].__origin__.__args__
+            cls = next((m for m in members if m.model_fields["name"].default == tag), members[0])
+            continue
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        cls = annotation
+    return sorted(cls.model_fields)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,150 @@
+"""Functional layers: each is a pair of pure functions, in the manner of `jax.example_libraries.stax`.
+
+`init(key, in_shape) -> (out_shape, params)`, shapes without the batch axis;
+`apply(params, x, *, key, train) -> y`, x of shape (batch, *in_shape).
+`serial` composes layers; its params are a dict keyed by layer (`dense0`, `dense1`, ...), so a
+parameter's path says what it is (`dense0/w`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Shape = tuple[int, ...]
+Params = Any
+Initializer = Callable[[jax.Array, Shape, Any], jax.Array]
+
+
+class Layer(NamedTuple):
+    name: str
+    init: Callable[[jax.Array, Shape], tuple[Shape, Params]]
+    apply: Callable[..., jax.Array]
+
+
+def normal_init(stddev: float = 0.01) -> Initializer:
+    """N(0, stddev^2), the book's default for weights (D2L 3.2, 4.2)."""
+    return jax.nn.initializers.normal(stddev)
+
+
+def xavier_init() -> Initializer:
+    """Uniform Xavier/Glorot: Var = 2 / (n_in + n_out) (D2L 4.8.2.2)."""
+    return jax.nn.initializers.glorot_uniform()
+
+
+def he_init() -> Initializer:
+    """Normal He/Kaiming: Var = 2 / n_in, suited to ReLU."""
+    return jax.nn.initializers.he_normal()
+
+
+def zeros_init() -> Initializer:
+    return jax.nn.initializers.zeros
+
+
+def dense(features: int, w_init: Initializer = normal_init(), b_init: Initializer = zeros_init()) -> Layer:
+    """y = x W + b; x: (batch, n_in) -> (batch, features)."""
+
+    def init(key, in_shape):
+        (n_in,) = in_shape
+        w = w_init(key, (n_in, features), jnp.float32)
+        return (features,), {"w": w, "b": b_init(key, (features,), jnp.float32)}
+
+    def apply(params, x, *, key=None, train=False):
+        return x @ params["w"] + params["b"]
+
+    return Layer("dense", init, apply)
+
+
+def flatten() -> Layer:
+    """(batch, *shape) -> (batch, prod(shape))."""
+
+    def init(key, in_shape):
+        return (math.prod(in_shape),), {}
+
+    def apply(params, x, *, key=None, train=False):
+        return x.reshape(x.shape[0], -1)
+
+    return Layer("flatten", init, apply)
+
+
+def elementwise(name: str, fn: Callable[[jax.Array], jax.Array]) -> Layer:
+    def init(key, in_shape):
+        return in_shape, {}
+
+    def apply(params, x, *, key=None, train=False):
+        return fn(x)
+
+    return Layer(name, init, apply)
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+}
+
+
+def activation(name: str) -> Layer:
+    return elementwise(name, ACTIVATIONS[name])
+
+
+def dropout(drop_rate: float) -> Layer:
+    """Zero each unit with probability `drop_rate` in training and scale the rest by 1/(1-p),
+    so that the expected value is unchanged; the identity at evaluation (D2L 4.6.4)."""
+    if not 0.0 <= drop_rate <= 1.0:
+        raise ValueError(f"drop_rate must lie in [0, 1], got {drop_rate}")
+
+    def init(key, in_shape):
+        return in_shape, {}
+
+    def apply(params, x, *, key=None, train=False):
+        if not train or drop_rate == 0.0:
+            return x
+        if drop_rate == 1.0:
+            return jnp.zeros_like(x)
+        if key is None:
+            raise ValueError("dropout in training needs a PRNG key")
+        keep = jax.random.bernoulli(key, 1.0 - drop_rate, x.shape)
+        return jnp.where(keep, x / (1.0 - drop_rate), 0.0)
+
+    return Layer("dropout", init, apply)
+
+
+def serial(*layers: Layer) -> Layer:
+    """Compose layers left to right; each layer with parameters gets a named entry."""
+    names = _param_names(layers)
+
+    def init(key, in_shape):
+        params = {}
+        shape = in_shape
+        for layer, name, k in zip(layers, names, jax.random.split(key, len(layers))):
+            shape, p = layer.init(k, shape)
+            if name is not None:
+                params[name] = p
+        return shape, params
+
+    def apply(params, x, *, key=None, train=False):
+        keys = jax.random.split(key, len(layers)) if key is not None else [None] * len(layers)
+        for layer, name, k in zip(layers, names, keys):
+            x = layer.apply(params.get(name, {}), x, key=k, train=train)
+        return x
+
+    return Layer("serial", init, apply)
+
+
+_PARAMETRIC = ("dense",)
+
+
+def _param_names(layers) -> list[str | None]:
+    counts: dict[str, int] = {}
+    names = []
+    for layer in layers:
+        if layer.name in _PARAMETRIC:
+            names.append(f"{layer.name}{counts.get(layer.name, 0)}")
+            counts[layer.name] = counts.get(layer.name, 0) + 1
+        else:
+            names.append(None)
+    return names

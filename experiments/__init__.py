@@ -1,0 +1,1 @@
+"""Experiment families that need more than the generic training loop."""
