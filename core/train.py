@@ -65,6 +65,7 @@ def train(cfg: Config, run_dir: str | Path, reporter: Reporter | None = None, da
         TrainingDiverged: a non-finite training loss; the epochs before it are written.
     """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
     t_start = time.perf_counter()
     data = data if data is not None else load_dataset(cfg.data, cfg.seed)
@@ -119,8 +120,8 @@ def train(cfg: Config, run_dir: str | Path, reporter: Reporter | None = None, da
             seconds = time.perf_counter() - t_epoch
             val_metrics = jax.device_get(eval_fn(state.params, state.model_state, val_batches, val_mask))
             row = {"epoch": epoch}
-            row |= {f"train/{k}": float(v) for k, v in train_metrics.items()}
-            row |= {f"val/{k}": float(v) for k, v in val_metrics.items()}
+            for split, values in (("train", train_metrics), ("val", val_metrics)):
+                row |= {f"{split}/{k}": float(values[k]) for k in ("loss", "acc") if k in values}
             row["seconds"] = seconds
             if not math.isfinite(row["train/loss"]):
                 raise TrainingDiverged(

@@ -1,0 +1,59 @@
+"""Shared fixtures. Tests never download: DLRUN_OFFLINE is set for the whole session."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["DLRUN_OFFLINE"] = "1"
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+REAL_FASHION_MNIST = [
+    Path(os.environ["DLRUN_DATA_DIR"]) if os.environ.get("DLRUN_DATA_DIR") else None,
+    Path("/usr/share/datasets/fashion-mnist"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Point the user cache at an empty directory so that no test depends on it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def key():
+    import jax
+
+    return jax.random.PRNGKey(0)
+
+
+def write_fake_fashion_mnist(directory: Path, n_train: int = 600, n_val: int = 200, seed: int = 0) -> Path:
+    """Four IDX files shaped like Fashion-MNIST whose classes are learnable: class c lights up
+    a 4-pixel-high band at row 2 * c + 4, on top of noise."""
+    from dlrun.core.idx import write_idx
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_val)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 80, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 * c + 4 : 2 * c + 8, 4:24] = 220
+        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def fake_fmnist_dir(tmp_path_factory) -> Path:
+    return write_fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+
+
+@pytest.fixture(scope="session")
+def real_fmnist_dir() -> Path:
+    for d in REAL_FASHION_MNIST:
+        if d is not None and (d / "train-images-idx3-ubyte.gz").is_file():
+            return d
+    pytest.skip("the real Fashion-MNIST files are not installed (apt-get install dataset-fashion-mnist)")

@@ -1,0 +1,56 @@
+"""The dlrun command line through Typer's CliRunner."""
+
+import json
+
+from typer.testing import CliRunner
+
+from dlrun.cli.main import app
+
+from .conftest import CONFIGS
+
+runner = CliRunner()
+
+
+def test_train_writes_the_run_directory(tmp_path):
+    out = tmp_path / "try1"
+    result = runner.invoke(
+        app, ["train", str(CONFIGS / "linreg.yaml"), "--set", "optimizer.lr=0.05", "--set", "trainer.epochs=2", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.output  # not a terminal: one plain line per epoch
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+    assert "lr: 0.05" in (out / "config.yaml").read_text()
+
+
+def test_train_refuses_to_overwrite_a_run(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", str(CONFIGS / "linreg.yaml"), "--set", "trainer.epochs=1", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (out / "metrics.csv").read_bytes()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "already holds a run" in result.output
+    assert (out / "metrics.csv").read_bytes() == before
+
+
+def test_default_run_directories_never_collide(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", str(CONFIGS / "linreg.yaml"), "--set", "trainer.epochs=1"]
+    for _ in range(2):
+        assert runner.invoke(app, args).exit_code == 0
+    runs = sorted(p.name for p in (tmp_path / "outputs").iterdir())
+    assert len(runs) == 2 and all(r.startswith("linreg-") for r in runs)
+
+
+def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("DLRUN_DATA_DIR", raising=False)
+    monkeypatch.setattr("dlrun.core.data.FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "none"))
+    result = runner.invoke(app, ["train", str(CONFIGS / "mlp.yaml"), "--set", f"data.dir={tmp_path}", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output
+
+
+def test_list_shows_every_config_with_its_section():
+    result = runner.invoke(app, ["list", str(CONFIGS)])
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == len(list(CONFIGS.rglob("*.yaml")))
+    assert any(line.startswith("mlp.yaml") and "D2L 4.2" in line for line in lines)
