@@ -48,6 +48,7 @@ def train(
 ) -> None:
     """Train the model a config describes; write metrics, summary and curves to a run directory."""
     cfg = _load(config, overrides)
+    experiment = _experiment(cfg, config)
     from dlrun.core.data import DataError
     from dlrun.core.datadir import DataNotFoundError
     from dlrun.core.outputs import RunDirError, new_run_dir
@@ -59,10 +60,14 @@ def train(
         raise _fail(str(err), 2) from None
     typer.echo(f"run directory: {run_dir}")
     try:
+        if experiment is not None:
+            summary = experiment(cfg, run_dir, str(config))
+            typer.echo(f"done: {_headline(summary)}\noutputs: {run_dir}")
+            return
         result = run_training(cfg, run_dir)
-    except (DataNotFoundError, DataError) as err:
-        raise _fail(str(err), 1) from None
-    except TrainingDiverged as err:
+    except ConfigError as err:
+        raise _fail(str(err), 2) from None
+    except (DataNotFoundError, DataError, TrainingDiverged) as err:
         raise _fail(str(err), 1) from None
     s = result.summary
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in s.items() if "/" in k)
@@ -74,10 +79,29 @@ def train(
     )
 
 
+def _experiment(cfg, config: Path):
+    """The experiment module's `run` for `experiment.name`, or None for the generic loop."""
+    if cfg.experiment.name == "train":
+        return None
+    from dlrun.experiments import EXPERIMENTS
+
+    if cfg.experiment.name not in EXPERIMENTS:
+        valid = ", ".join(["train", *sorted(EXPERIMENTS)])
+        raise _fail(f"{config}: experiment.name: unknown experiment '{cfg.experiment.name}'; expected one of: {valid}", 2)
+    return EXPERIMENTS[cfg.experiment.name]
+
+
+def _headline(summary: dict) -> str:
+    flat = {k: v for k, v in summary.items() if isinstance(v, float)}
+    return "  ".join(f"{k} {v:.4g}" for k, v in list(flat.items())[:8])
+
+
 @app.command("show-config")
 def show_config(config: ConfigArg, overrides: SetOpt = None) -> None:
     """Print the resolved config (defaults, base files and --set overrides applied) as YAML."""
-    typer.echo(to_yaml(_load(config, overrides)), nl=False)
+    cfg = _load(config, overrides)
+    _experiment(cfg, config)
+    typer.echo(to_yaml(cfg), nl=False)
 
 
 @app.command("list")

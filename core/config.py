@@ -30,15 +30,45 @@ class Section(BaseModel):
 
 
 class SyntheticRegressionData(Section):
-    """y = X w + b + noise, X ~ N(0, 1) (D2L 3.3)."""
+    """y = X w + b + noise, X ~ N(0, 1) (D2L 3.3). `true_w` is a list, or one number repeated
+    `num_inputs` times (D2L 4.5: d = 200 inputs of weight 0.01)."""
 
     name: Literal["synthetic_regression"] = "synthetic_regression"
-    true_w: tuple[float, ...] = Field((2.0, -3.4), min_length=1)
+    true_w: float | tuple[float, ...] = (2.0, -3.4)
+    num_inputs: int | None = Field(None, gt=0, description="with a scalar true_w: how many inputs")
     true_b: float = 4.2
     noise: float = Field(0.01, ge=0)
     num_train: int = Field(1000, gt=0)
     num_val: int = Field(1000, gt=0)
     batch_size: int = Field(32, gt=0)
+
+    @model_validator(mode="after")
+    def _weights(self) -> SyntheticRegressionData:
+        if isinstance(self.true_w, tuple):
+            if not self.true_w:
+                raise ValueError("true_w must hold at least one weight")
+            if self.num_inputs is not None and self.num_inputs != len(self.true_w):
+                raise ValueError(f"num_inputs ({self.num_inputs}) disagrees with len(true_w) ({len(self.true_w)})")
+        elif self.num_inputs is None:
+            raise ValueError("a single number for true_w needs num_inputs (how many inputs share it)")
+        return self
+
+    def weights(self) -> tuple[float, ...]:
+        return self.true_w if isinstance(self.true_w, tuple) else (self.true_w,) * self.num_inputs
+
+
+class PolynomialData(Section):
+    """x ~ N(0, 1); features x^i / i! for i < num_features; y = features @ true_w + noise (D2L 4.4).
+    The model sees the first `num_features` features (4: a cubic, 2: linear, 20: all)."""
+
+    name: Literal["polynomial"] = "polynomial"
+    num_features: int = Field(4, gt=0, le=20)
+    max_degree: int = Field(20, gt=0, description="features of the generating polynomial")
+    true_w: tuple[float, ...] = (5.0, 1.2, -3.4, 5.6)
+    noise: float = Field(0.1, ge=0)
+    num_train: int = Field(100, gt=0)
+    num_val: int = Field(100, gt=0)
+    batch_size: int = Field(10, gt=0)
 
 
 class FashionMNISTData(Section):
@@ -52,7 +82,26 @@ class FashionMNISTData(Section):
     batch_size: int = Field(256, gt=0)
 
 
-DataConfig = Annotated[Union[SyntheticRegressionData, FashionMNISTData], Field(discriminator="name")]
+class CSVData(Section):
+    """A table read with pandas: numeric columns standardised (missing -> 0, the mean), categorical
+    columns one-hot encoded with a missing-value category; statistics fitted on the training rows
+    only (D2L 2.2, 4.10). Without `val_file`, the last `val_fraction` of the (shuffled) rows
+    validate."""
+
+    name: Literal["csv"] = "csv"
+    file: str = Field(description="CSV path, or a file name looked up in the data directories")
+    val_file: str | None = None
+    target: str = "SalePrice"
+    drop: tuple[str, ...] = ("Id",)
+    log_target: bool = False
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    dir: str | None = None
+    batch_size: int = Field(64, gt=0)
+
+
+DataConfig = Annotated[
+    Union[SyntheticRegressionData, PolynomialData, FashionMNISTData, CSVData], Field(discriminator="name")
+]
 
 # --------------------------------------------------------------------------- models
 
@@ -65,6 +114,7 @@ class LinearRegressionModel(Section):
     name: Literal["linear_regression"] = "linear_regression"
     init: Init = "normal"
     init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
+    bias: bool = True
 
 
 class SoftmaxRegressionModel(Section):
@@ -111,6 +161,7 @@ class LossConfig(Section):
     """squared_error is the book's 1/2 (y_hat - y)^2; mse is nn.MSELoss; cross_entropy takes logits."""
 
     name: Literal["squared_error", "mse", "cross_entropy"] = "cross_entropy"
+    l2_penalty: float = Field(0.0, ge=0, description="lambda: adds lambda/2 ||w||^2 of the weights (D2L 4.5)")
 
 
 class ScheduleConfig(Section):
@@ -138,7 +189,19 @@ class TrainerConfig(Section):
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
 
 
+class ExperimentConfig(Section):
+    """Which procedure runs the config: `train` (the generic loop) or an experiment module,
+    whose own options sit beside `name` and are validated by that module."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = "train"
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class Config(Section):
+    experiment: ExperimentConfig = ExperimentConfig()
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(0, ge=0)
     data: DataConfig = FashionMNISTData()
@@ -160,7 +223,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _batch_fits_data(self) -> Config:
-        n = self.data.num_train
+        n = getattr(self.data, "num_train", None)
         if n is not None and self.data.batch_size > n:
             raise ValueError(f"data.batch_size ({self.data.batch_size}) is larger than data.num_train ({n})")
         return self
@@ -205,7 +268,19 @@ def validate(raw: dict, source: str, set_keys: dict[str, str] | None = None) -> 
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        lines = [_describe(e, raw, source, set_keys) for e in err.errors()]
+        lines = [_describe(e, Config, source, set_keys) for e in err.errors()]
+        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
+
+
+def validate_options(cls: type[BaseModel], cfg: Config, source: str = "config") -> BaseModel:
+    """Validate an experiment's options (the keys beside `experiment.name`) with its own model.
+
+    Errors read like every other config error: `<source>: experiment.<key>: ...`.
+    """
+    try:
+        return cls.model_validate(cfg.experiment.options())
+    except ValidationError as err:
+        lines = [_describe(e, cls, source, {}, prefix=("experiment",)) for e in err.errors()]
         raise ConfigError("\n".join(dict.fromkeys(lines))) from None
 
 
@@ -299,9 +374,11 @@ def _one_line(err: Exception) -> str:
 _TAGGED = {"data": DataConfig, "model": ModelConfig}
 
 
-def _describe(error: dict, raw: dict, source: str, set_keys: dict[str, str]) -> str:
+def _describe(error: dict, root: type, source: str, set_keys: dict[str, str], prefix: tuple = ()) -> str:
     """One line for one pydantic error: `<where>: <dotted key>: <what is wrong>`."""
-    loc, model_path = _user_loc(error["loc"])
+    loc, model_path = _user_loc(error["loc"]) if root is Config else (tuple(error["loc"]), tuple(error["loc"]))
+    valid = _valid_keys(model_path, root)
+    loc = prefix + loc
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     where = source
     for key, item in set_keys.items():
@@ -310,7 +387,6 @@ def _describe(error: dict, raw: dict, source: str, set_keys: dict[str, str]) -> 
     kind = error["type"]
     found = error.get("input")
     if kind == "extra_forbidden":
-        valid = _valid_keys(model_path, raw)
         hint = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
         suggestion = f"; did you mean '{'.'.join(map(str, loc[:-1] + (hint[0],)))}'?" if hint else ""
         return f"{where}: {dotted}: unknown key{suggestion} (valid keys here: {', '.join(valid)})"
@@ -346,9 +422,9 @@ def _user_loc(loc: tuple) -> tuple[tuple, tuple]:
     return tuple(out), tuple(loc)
 
 
-def _valid_keys(model_path: tuple, raw: dict) -> list[str]:
+def _valid_keys(model_path: tuple, root: type) -> list[str]:
     """The field names of the section that holds the last key of `model_path`."""
-    cls: Any = Config
+    cls: Any = root
     parts = list(model_path[:-1])
     while parts:
         part = parts.pop(0)

@@ -44,16 +44,21 @@ def zeros_init() -> Initializer:
     return jax.nn.initializers.zeros
 
 
-def dense(features: int, w_init: Initializer = normal_init(), b_init: Initializer = zeros_init()) -> Layer:
-    """y = x W + b; x: (batch, n_in) -> (batch, features)."""
+def dense(
+    features: int, w_init: Initializer = normal_init(), b_init: Initializer = zeros_init(), use_bias: bool = True
+) -> Layer:
+    """y = x W + b; x: (batch, n_in) -> (batch, features). Without bias, params hold `w` only."""
 
     def init(key, in_shape):
         (n_in,) = in_shape
-        w = w_init(key, (n_in, features), jnp.float32)
-        return (features,), {"w": w, "b": b_init(key, (features,), jnp.float32)}
+        params = {"w": w_init(key, (n_in, features), jnp.float32)}
+        if use_bias:
+            params["b"] = b_init(key, (features,), jnp.float32)
+        return (features,), params
 
     def apply(params, x, *, key=None, train=False):
-        return x @ params["w"] + params["b"]
+        y = x @ params["w"]
+        return y + params["b"] if use_bias else y
 
     return Layer("dense", init, apply)
 

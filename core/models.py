@@ -43,7 +43,7 @@ WEIGHT_INITS: dict[str, Callable[[float], L.Initializer]] = {
 
 def linear_regression(cfg: LinearRegressionModel, in_shape, output_dim: int) -> Model:
     w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
-    return stateless(L.serial(L.flatten(), L.dense(output_dim, w_init)), in_shape)
+    return stateless(L.serial(L.flatten(), L.dense(output_dim, w_init, use_bias=cfg.bias)), in_shape)
 
 
 def softmax_regression(cfg: SoftmaxRegressionModel, in_shape, output_dim: int) -> Model:

@@ -26,10 +26,22 @@ class TrainState(NamedTuple):
 
 
 class Arrays(NamedTuple):
-    """One split of a data set, on the device."""
+    """One split of a data set, on the device. `y` may be a pytree (e.g. labels and per-example
+    weights for weighted risk minimisation), as long as the loss takes it."""
 
     x: jax.Array
-    y: jax.Array
+    y: Any
+
+
+def take(data: Arrays, idx: jax.Array) -> Arrays:
+    """The examples at `idx`, gathered on the device."""
+    return jax.tree_util.tree_map(lambda a: a[idx], data)
+
+
+def l2_of_weights(params) -> jax.Array:
+    """sum of w^2 over the weight matrices (leaves named `w`), biases excluded (D2L 4.5.2)."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    return sum((jnp.sum(v**2) for path, v in leaves if getattr(path[-1], "key", None) == "w"), jnp.zeros(()))
 
 
 Metrics = dict[str, jax.Array]
@@ -41,13 +53,18 @@ def init_state(model: Model, optimizer: optax.GradientTransformation, key: jax.A
 
 
 def make_train_step(
-    model: Model, loss_fn: Callable, optimizer: optax.GradientTransformation, classify: bool
+    model: Model, loss_fn: Callable, optimizer: optax.GradientTransformation, classify: bool, l2_penalty: float = 0.0
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
-    """`train_step(state, x, y, key) -> (state, {"loss", ["acc"]})` on one batch."""
+    """`train_step(state, x, y, key) -> (state, {"loss", ["acc"]})` on one batch.
+
+    The reported loss is the data loss; an `l2_penalty` lambda adds lambda/2 ||w||^2 to the
+    objective only (D2L 4.5.2: `loss + lambd * l2_penalty(w)`).
+    """
 
     def objective(params, model_state, x, y, key):
         out, model_state = model.apply(params, model_state, x, train=True, key=key)
-        return jnp.mean(loss_fn(out, y)), (out, model_state)
+        penalty = 0.5 * l2_penalty * l2_of_weights(params) if l2_penalty else 0.0
+        return jnp.mean(loss_fn(out, y)) + penalty, (out, model_state)
 
     def train_step(state: TrainState, x, y, key):
         grads, (out, model_state) = jax.grad(objective, has_aux=True)(
@@ -78,8 +95,8 @@ def make_batch_fn(train_step):
     """Per-step path: `batch_fn(state, data, order, i, key)` trains on batch i of the epoch."""
 
     def batch_fn(state: TrainState, data: Arrays, order: jax.Array, i: jax.Array, key: jax.Array):
-        idx = order[i]
-        return train_step(state, data.x[idx], data.y[idx], jax.random.fold_in(key, state.step))
+        batch = take(data, order[i])
+        return train_step(state, batch.x, batch.y, jax.random.fold_in(key, state.step))
 
     return batch_fn
 
@@ -89,7 +106,8 @@ def make_epoch_fn(train_step):
 
     def epoch_fn(state: TrainState, data: Arrays, order: jax.Array, key: jax.Array):
         def body(state, idx):
-            return train_step(state, data.x[idx], data.y[idx], jax.random.fold_in(key, state.step))
+            batch = take(data, idx)
+            return train_step(state, batch.x, batch.y, jax.random.fold_in(key, state.step))
 
         return jax.lax.scan(body, state, order)
 
@@ -100,12 +118,12 @@ def pad_for_eval(data: Arrays, batch_size: int) -> tuple[Arrays, jax.Array]:
     """Pad a split to whole batches; the mask marks real examples so every one counts once."""
     n = data.x.shape[0]
     padded = -(-n // batch_size) * batch_size
-    pad = [(0, padded - n)]
-    x = jnp.pad(data.x, pad + [(0, 0)] * (data.x.ndim - 1))
-    y = jnp.pad(data.y, pad + [(0, 0)] * (data.y.ndim - 1))
-    mask = (jnp.arange(padded) < n).astype(jnp.float32)
-    shape = lambda a: a.reshape(padded // batch_size, batch_size, *a.shape[1:])  # noqa: E731
-    return Arrays(shape(x), shape(y)), shape(mask)
+
+    def pad_and_batch(a):
+        a = jnp.pad(a, [(0, padded - n)] + [(0, 0)] * (a.ndim - 1))
+        return a.reshape(padded // batch_size, batch_size, *a.shape[1:])
+
+    return jax.tree_util.tree_map(pad_and_batch, data), pad_and_batch(jnp.ones(n, jnp.float32))
 
 
 def make_eval_fn(model: Model, loss_fn: Callable, classify: bool):
