@@ -121,5 +121,40 @@ def list_configs(
         typer.echo(f"{str(path.relative_to(directory)):<{width}}  {what}")
 
 
+@app.command()
+def gradcheck(
+    config: ConfigArg,
+    overrides: SetOpt = None,
+    *,
+    tol: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
+    per_leaf: Annotated[int, typer.Option(help="Coordinates checked per parameter array.")] = 5,
+) -> None:
+    """Check autodiff gradients of the config's model and loss against finite differences (D2L 4.7).
+
+    Exits 1 when the largest relative error exceeds --tol.
+    """
+    cfg = _load(config, overrides)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # finite differences need float64
+    from dlrun.core.data import DataError
+    from dlrun.core.datadir import DataNotFoundError
+    from dlrun.core.gradcheck import gradcheck as check
+
+    try:
+        result = check(cfg, per_leaf=per_leaf)
+    except (DataNotFoundError, DataError) as err:
+        raise _fail(str(err), 1) from None
+    for row in result.rows:
+        typer.echo(
+            f"{row['param']:<22} {str(row['index']):<12} autodiff {row['autodiff']:+.10e}  "
+            f"numeric {row['numeric']:+.10e}  rel {row['rel_error']:.1e}"
+        )
+    verdict = "ok" if result.max_rel_error <= tol else "FAILED"
+    typer.echo(f"{verdict}: {result.checked} coordinates, largest relative error {result.max_rel_error:.2e} (tol {tol:.0e})")
+    if result.max_rel_error > tol:
+        raise typer.Exit(code=1)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
