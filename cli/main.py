@@ -41,45 +41,82 @@ def _load(config: Path, overrides: list[str] | None):
 
 @app.command()
 def train(
-    config: ConfigArg,
+    config: Annotated[Optional[Path], typer.Argument(help="A YAML experiment config, e.g. configs/mlp.yaml.")] = None,
     overrides: SetOpt = None,
     *,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default: outputs/<name>-<time>).")] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue the run in this directory from its last checkpoint.")
+    ] = None,
 ) -> None:
-    """Train the model a config describes; write metrics, summary and curves to a run directory."""
-    cfg = _load(config, overrides)
-    experiment = _experiment(cfg, config)
-    from dlrun.core.data import DataError
-    from dlrun.core.datadir import DataNotFoundError
+    """Train the model a config describes; write metrics, checkpoints, summary and curves to a run directory."""
     from dlrun.core.outputs import RunDirError, new_run_dir
-    from dlrun.core.train import TrainingDiverged, train as run_training
 
-    try:
-        run_dir = new_run_dir(cfg.name, out)
-    except RunDirError as err:
-        raise _fail(str(err), 2) from None
+    if resume is not None:
+        if config is not None or out is not None:
+            raise _fail("--resume RUN_DIR takes the config from the run directory; give no CONFIG or --out", 2)
+        from dlrun.core.train import resume_config
+
+        try:
+            cfg = resume_config(resume, overrides or [])
+        except ConfigError as err:
+            raise _fail(str(err), 2) from None
+        run_dir, source = resume, str(resume / "config.yaml")
+    else:
+        if config is None:
+            raise _fail("give a CONFIG to train, or --resume RUN_DIR", 2)
+        cfg = _load(config, overrides)
+        source = str(config)
+    experiment = _experiment(cfg, source)
+    if resume is None:
+        try:
+            run_dir = new_run_dir(cfg.name, out)
+        except RunDirError as err:
+            raise _fail(str(err), 2) from None
     typer.echo(f"run directory: {run_dir}")
-    try:
-        if experiment is not None:
-            summary = experiment(cfg, run_dir, str(config))
-            typer.echo(f"done: {_headline(summary)}\noutputs: {run_dir}")
-            return
-        result = run_training(cfg, run_dir)
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
-    except (DataNotFoundError, DataError, TrainingDiverged) as err:
-        raise _fail(str(err), 1) from None
+    if experiment is not None:
+        if resume is not None:
+            raise _fail(f"experiment '{cfg.experiment.name}' cannot be resumed; start it again", 2)
+        summary = _run_guarded(lambda: experiment(cfg, run_dir, source), run_dir)
+        typer.echo(f"done: {_headline(summary)}\noutputs: {run_dir}")
+        return
+    from dlrun.core.train import train as run_training
+
+    result = _run_guarded(lambda: run_training(cfg, run_dir, resume=resume is not None), run_dir)
     s = result.summary
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in s.items() if "/" in k)
     typer.echo(
         f"done: {metrics}\n"
         f"{s['epochs']} epochs, {s['seconds_per_epoch']:.3f} s/epoch ({s['loop']} loop), "
         f"compile {s['compile_seconds']:.2f} s, on {s['device']}\n"
-        f"outputs: {run_dir}/{{config.yaml,metrics.csv,summary.json,curves.png}}"
+        f"outputs: {run_dir}/{{config.yaml,metrics.csv,summary.json,curves.png,checkpoints/}}"
     )
 
 
-def _experiment(cfg, config: Path):
+def _run_guarded(fn, run_dir: Path):
+    """Run a training function, turning every expected failure into a message and an exit code."""
+    from dlrun.core.checkpoint import CheckpointError
+    from dlrun.core.data import DataError
+    from dlrun.core.datadir import DataNotFoundError
+    from dlrun.core.outputs import RunDirError
+    from dlrun.core.train import TrainingDiverged, TrainingInterrupted
+
+    try:
+        return fn()
+    except (ConfigError, RunDirError, CheckpointError) as err:
+        raise _fail(str(err), 2) from None
+    except ValueError as err:  # semantic config problems found once the data is known
+        raise _fail(f"{err}", 2) from None
+    except (DataNotFoundError, DataError, TrainingDiverged) as err:
+        raise _fail(str(err), 1) from None
+    except TrainingInterrupted as err:
+        typer.secho(f"interrupted: {err}; checkpoint written. Resume with:\n  dlrun train --resume {run_dir}", err=True)
+        raise typer.Exit(code=130) from None
+    except OSError as err:
+        raise _fail(f"cannot write the run in {run_dir}: {err.strerror or err} ({err.filename or run_dir})", 1) from None
+
+
+def _experiment(cfg, config):
     """The experiment module's `run` for `experiment.name`, or None for the generic loop."""
     if cfg.experiment.name == "train":
         return None

@@ -11,6 +11,7 @@ checks that the names accepted here match the registries in `core`.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -187,6 +188,8 @@ class TrainerConfig(Section):
     epochs: int = Field(10, gt=0)
     loop: Literal["auto", "step", "scan"] = "auto"
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
+    checkpoint_every: int = Field(1, ge=0, description="epochs between checkpoints; 0: only at the end")
+    keep_checkpoints: int = Field(2, gt=0, description="how many of the newest checkpoints to keep")
 
 
 class ExperimentConfig(Section):
@@ -372,6 +375,7 @@ def _one_line(err: Exception) -> str:
 # ---------------------------------------------------------------- error messages
 
 _TAGGED = {"data": DataConfig, "model": ModelConfig}
+_UNION_PART = re.compile(r"^(float|int|str|bool|none|tuple\[.*\]|list\[.*\]|function-\w+\[.*\]|constrained-.*)$")
 
 
 def _describe(error: dict, root: type, source: str, set_keys: dict[str, str], prefix: tuple = ()) -> str:
@@ -387,7 +391,7 @@ def _describe(error: dict, root: type, source: str, set_keys: dict[str, str], pr
     kind = error["type"]
     found = error.get("input")
     if kind == "extra_forbidden":
-        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6) if loc else []
         suggestion = f"; did you mean '{'.'.join(map(str, loc[:-1] + (hint[0],)))}'?" if hint else ""
         return f"{where}: {dotted}: unknown key{suggestion} (valid keys here: {', '.join(valid)})"
     if kind == "union_tag_invalid":
@@ -417,8 +421,9 @@ def _user_loc(loc: tuple) -> tuple[tuple, tuple]:
         if i == 0 and loc[i] in _TAGGED and i + 1 < len(loc):
             i += 1  # skip the tag
         i += 1
-    # pydantic reports `a | b` field alternatives as extra path parts; keep the first name only
-    out = [p for p in out if not (isinstance(p, str) and ("[" in p or p in ("float", "tuple", "int")))]
+    # pydantic names the alternatives of an `a | b` field as extra path parts ("float",
+    # "tuple[float, ...]"); they are never the user's keys, which come first
+    out = out[:1] + [p for p in out[1:] if not (isinstance(p, str) and _UNION_PART.match(p))]
     return tuple(out), tuple(loc)
 
 

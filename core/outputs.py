@@ -7,6 +7,7 @@ that stops keeps every finished epoch.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import math
@@ -46,6 +47,27 @@ def new_run_dir(name: str, out: str | Path | None = None, root: str | Path = "ou
         except OSError as err:
             raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
     raise RunDirError(f"too many runs named {name} in {root} this second")
+
+
+class RunLock:
+    """An exclusive lock on a run directory, so that two processes never write the same run."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.file = None
+
+    def __enter__(self) -> RunLock:
+        self.file = open(self.path, "a")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise RunDirError(f"{self.path.parent} is in use by another dlrun process") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

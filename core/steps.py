@@ -73,6 +73,7 @@ def make_train_step(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": jnp.mean(loss_fn(out, y))}
+        metrics["finite"] = jnp.isfinite(metrics["loss"]) & jnp.isfinite(optax.tree.norm(grads))
         if classify:
             metrics["acc"] = jnp.mean(accuracy(out, y))
         return TrainState(params, opt_state, model_state, state.step + 1), metrics

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -11,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import outputs
-from .config import Config, to_yaml
+from . import checkpoint, outputs
+from .config import Config, ConfigError, load_config, to_yaml
 from .data import Dataset, load_dataset
 from .losses import CLASSIFICATION_LOSSES, LOSSES
 from .models import build_model
@@ -37,7 +40,12 @@ METRICS_WRITE_INTERVAL = 2.0
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss stopped being finite; outputs up to the last finished epoch are on disk."""
+    """The loss or a gradient stopped being finite; the last good checkpoint and the epochs
+    before it are on disk."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM: the current step finished, a checkpoint was written; resumable."""
 
 
 class Result(NamedTuple):
@@ -49,10 +57,10 @@ class Result(NamedTuple):
 def choose_loop(cfg: Config, backend: str) -> str:
     """`trainer.loop: auto` -> `scan` or `step`.
 
-    Measured on full Fashion-MNIST, 2-core CPU (issue 2): compiling the whole epoch as one
-    `lax.scan` with on-device gathers was faster for softmax regression (0.091 vs 0.099 s/epoch)
-    and the MLP (0.374 vs 0.385); on accelerators the per-step dispatch costs relatively more, so
-    scan wins there too. Every model here is dense; convolutional models (slower inside scan on
+    Measured on full Fashion-MNIST, 2-core CPU: compiling the whole epoch as one `lax.scan`
+    with on-device gathers was faster for softmax regression and the MLP than one jitted step
+    per batch (see README); on accelerators per-step dispatch costs relatively more, so scan
+    wins there too. Every model here is dense; convolutional models (slower inside scan on
     CPU) will add their own rule.
     """
     if cfg.trainer.loop != "auto":
@@ -60,16 +68,31 @@ def choose_loop(cfg: Config, backend: str) -> str:
     return "scan"
 
 
-def train(cfg: Config, run_dir: str | Path, reporter: Reporter | None = None, data: Dataset | None = None) -> Result:
-    """Train as `cfg` says, writing config.yaml, metrics.csv (every few seconds), summary.json
-    and curves.png into `run_dir`.
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    reporter: Reporter | None = None,
+    data: Dataset | None = None,
+    resume: bool = False,
+) -> Result:
+    """Train as `cfg` says, writing config.yaml, metrics.csv (every few seconds), checkpoints
+    (every `trainer.checkpoint_every` epochs), summary.json and curves.png into `run_dir`.
+
+    With `resume`, continue from the newest checkpoint in `run_dir`; the result is the same,
+    bit for bit, as a run that was never stopped.
 
     Raises:
-        TrainingDiverged: a non-finite training loss; the epochs before it are written.
+        TrainingDiverged: a non-finite loss or gradient.
+        TrainingInterrupted: SIGINT or SIGTERM; a checkpoint was written first.
+        ValueError: a batch larger than the training set.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    with outputs.RunLock(run_dir):
+        return _train_locked(cfg, run_dir, reporter, data, resume)
+
+
+def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool) -> Result:
     t_start = time.perf_counter()
     data = data if data is not None else load_dataset(cfg.data, cfg.seed)
     classify = cfg.loss.name in CLASSIFICATION_LOSSES
@@ -84,6 +107,14 @@ def train(cfg: Config, run_dir: str | Path, reporter: Reporter | None = None, da
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs)
     init_key, order_key, step_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
     state = init_state(model, optimizer, init_key)
+    position, rows, partial = checkpoint.Position(0, 0), [], []
+    if resume:
+        ckpt = checkpoint.load_latest(run_dir / "checkpoints", state)
+        state = jax.device_put(ckpt.state)
+        order_key, step_key = jnp.asarray(ckpt.keys["order"]), jnp.asarray(ckpt.keys["step"])
+        position, rows, partial = ckpt.position, ckpt.rows, ckpt.partial
+    keys = {"order": order_key, "step": step_key}
+    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
     train_data = Arrays(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
     val_batches, val_mask = pad_for_eval(
         Arrays(jnp.asarray(data.x_val), jnp.asarray(data.y_val)), min(EVAL_BATCH, len(data.x_val))
@@ -104,40 +135,50 @@ def train(cfg: Config, run_dir: str | Path, reporter: Reporter | None = None, da
     eval_fn = jax.jit(make_eval_fn(model, loss_fn, classify)).lower(state.params, state.model_state, val_batches, val_mask).compile()
     compile_seconds = time.perf_counter() - t0
 
+    def save_checkpoint(state, position, partial=()):
+        checkpoint.save(run_dir / "checkpoints", state, keys, position, rows, list(partial), to_yaml(cfg), cfg.trainer.keep_checkpoints)
+
     reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
-    rows: list[dict[str, Any]] = []
     last_write = -math.inf
+    stop = _StopFlag()
     try:
-        for epoch in range(1, cfg.trainer.epochs + 1):
-            t_epoch = time.perf_counter()
-            order = order_fn(order_key, epoch, n_train, batch_size)
-            if loop == "scan":
-                state, batch_metrics = run_fn(state, train_data, order, step_key)
-            else:
-                per_batch = []
-                for i in range(steps_per_epoch):
-                    state, m = run_fn(state, train_data, order, jnp.int32(i), step_key)
-                    per_batch.append(m)
-                batch_metrics = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *jax.device_get(per_batch))
-            # one host transfer per epoch: the per-batch metrics, averaged on the host
-            train_metrics = {k: np.mean(v) for k, v in jax.device_get(batch_metrics).items()}
-            seconds = time.perf_counter() - t_epoch
-            val_metrics = jax.device_get(eval_fn(state.params, state.model_state, val_batches, val_mask))
-            row = {"epoch": epoch}
-            for split, values in (("train", train_metrics), ("val", val_metrics)):
-                row |= {f"{split}/{k}": float(values[k]) for k in ("loss", "acc") if k in values}
-            row["seconds"] = seconds
-            if not math.isfinite(row["train/loss"]):
-                raise TrainingDiverged(
-                    f"training loss became {row['train/loss']} in epoch {epoch} (step <= {int(state.step)}); "
-                    f"metrics of epochs 1-{epoch - 1} are in {run_dir}. Try a lower optimizer.lr "
-                    "or gradient clipping (optimizer.clip_norm=1.0)."
-                )
-            rows.append(row)
-            if time.perf_counter() - last_write > METRICS_WRITE_INTERVAL:
-                outputs.write_metrics(run_dir / "metrics.csv", rows)
-                last_write = time.perf_counter()
-            reporter.epoch(row)
+        with stop.installed():
+            for epoch in range(position.epoch + 1, cfg.trainer.epochs + 1):
+                t_epoch = time.perf_counter()
+                order = order_fn(order_key, epoch, n_train, batch_size)
+                if loop == "scan":
+                    state, batch_metrics = run_fn(state, train_data, order, step_key)
+                    batch_metrics = jax.device_get(batch_metrics)  # one host transfer per epoch
+                else:
+                    first = position.batch if epoch == position.epoch + 1 else 0
+                    per_batch = [{k: np.float32(v) for k, v in m.items()} for m in partial] if first else []
+                    for i in range(first, steps_per_epoch):
+                        state, m = run_fn(state, train_data, order, jnp.int32(i), step_key)
+                        per_batch.append(m)
+                        if stop.requested and i + 1 < steps_per_epoch:
+                            done = jax.device_get(per_batch)
+                            _check_finite(done, epoch, steps_per_epoch, rows, run_dir, first=first)
+                            save_checkpoint(state, checkpoint.Position(epoch - 1, i + 1), [{k: float(v) for k, v in d.items()} for d in done])
+                            raise TrainingInterrupted(f"stopped in epoch {epoch} after batch {i + 1}")
+                    per_batch = jax.device_get(per_batch)
+                    batch_metrics = {k: np.stack([m[k] for m in per_batch]) for k in per_batch[0]}
+                _check_finite(batch_metrics, epoch, steps_per_epoch, rows, run_dir)
+                seconds = time.perf_counter() - t_epoch
+                val_metrics = jax.device_get(eval_fn(state.params, state.model_state, val_batches, val_mask))
+                row = {"epoch": epoch}
+                for split, values in (("train", batch_metrics), ("val", val_metrics)):
+                    row |= {f"{split}/{k}": float(np.mean(values[k])) for k in ("loss", "acc") if k in values}
+                row["seconds"] = seconds
+                rows.append(row)
+                every = cfg.trainer.checkpoint_every
+                if (every and epoch % every == 0) or epoch == cfg.trainer.epochs or stop.requested:
+                    save_checkpoint(state, checkpoint.Position(epoch, 0))
+                if time.perf_counter() - last_write > METRICS_WRITE_INTERVAL:
+                    outputs.write_metrics(run_dir / "metrics.csv", rows)
+                    last_write = time.perf_counter()
+                reporter.epoch(row)
+                if stop.requested and epoch < cfg.trainer.epochs:
+                    raise TrainingInterrupted(f"stopped after epoch {epoch}")
     finally:
         reporter.close()
         if rows:
@@ -159,6 +200,85 @@ def train(cfg: Config, run_dir: str | Path, reporter: Reporter | None = None, da
     summary |= parameter_report(state.params, data)
     outputs.write_json(run_dir / "summary.json", summary)
     return Result(state, rows, summary)
+
+
+def _check_finite(batch_metrics, epoch: int, steps_per_epoch: int, rows, run_dir: Path, first: int = 0) -> None:
+    """Stop at the first step whose loss or gradient norm is not finite, saying where and what to try."""
+    if isinstance(batch_metrics, list):
+        batch_metrics = {k: np.asarray([m[k] for m in batch_metrics]) for k in batch_metrics[0]} if batch_metrics else {}
+    finite = np.asarray(batch_metrics.get("finite", np.ones(0, bool)), bool)
+    if finite.all():
+        return
+    bad = int(np.argmin(finite))
+    step = (epoch - 1) * steps_per_epoch + (first if first else 0) + bad + 1
+    kept = f"epochs 1-{len(rows)} and the last checkpoint are kept in {run_dir}" if rows else f"nothing was trained yet in {run_dir}"
+    raise TrainingDiverged(
+        f"the loss or a gradient became non-finite at step {step} (epoch {epoch}, batch {bad + 1}); {kept}. "
+        "Try a lower optimizer.lr or gradient clipping (optimizer.clip_norm=1.0)."
+    )
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers can only be set from the main thread
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The config to resume `run_dir` with: its saved config plus `overrides`, which may only
+    raise trainer.epochs (or change how progress is shown).
+
+    Raises:
+        ConfigError: the run directory has no config, or an override changes what was trained.
+    """
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    saved = load_config(saved_path)
+    cfg = load_config(saved_path, overrides)
+    before, after = _flatten(saved.model_dump(mode="json")), _flatten(cfg.model_dump(mode="json"))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    unsafe = [k for k in changed if k not in ("trainer.epochs", "trainer.progress")]
+    if "trainer.epochs" in changed:
+        if cfg.trainer.epochs < saved.trainer.epochs:
+            unsafe.append("trainer.epochs (fewer than before)")
+        if cfg.optimizer.schedule.name == "cosine":
+            unsafe.append("trainer.epochs (the cosine schedule's length depends on it)")
+    if unsafe:
+        raise ConfigError(
+            f"{saved_path}: resuming with a changed config is refused for: {', '.join(unsafe)}; "
+            "only trainer.epochs may grow. Start a new run instead."
+        )
+    return cfg
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def parameter_report(params, data: Dataset) -> dict[str, Any]:
