@@ -108,7 +108,7 @@ def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool) -> Result:
     init_key, order_key, step_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
     state = init_state(model, optimizer, init_key)
     position, rows, partial = checkpoint.Position(0, 0), [], []
-    if resume:
+    if resume and checkpoint.list_checkpoints(run_dir / "checkpoints"):  # none yet: start over
         ckpt = checkpoint.load_latest(run_dir / "checkpoints", state)
         state = jax.device_put(ckpt.state)
         order_key, step_key = jnp.asarray(ckpt.keys["order"]), jnp.asarray(ckpt.keys["step"])

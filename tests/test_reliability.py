@@ -148,3 +148,12 @@ def test_an_output_path_that_cannot_be_a_directory(tmp_path):
 def test_batch_larger_than_the_data_is_a_clear_error(tmp_path, fake_fmnist_dir):
     result = runner.invoke(app, train_args(fake_fmnist_dir, tmp_path / "r", "--set", "data.batch_size=5000"))
     assert result.exit_code == 2 and "data.batch_size (5000) is larger than the training set (600 examples)" in result.output
+
+
+def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text((CONFIGS / "linreg.yaml").read_text())  # killed before epoch 1 ended
+    result = runner.invoke(app, ["train", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == [1, 2, 3]
