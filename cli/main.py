@@ -68,6 +68,8 @@ def train(
         cfg = _load(config, overrides)
         source = str(config)
     experiment = _experiment(cfg, source)
+    from dlrun.core.train import train as run_training  # import JAX before the run directory exists
+
     if resume is None:
         try:
             run_dir = new_run_dir(cfg.name, out)
@@ -80,8 +82,6 @@ def train(
         summary = _run_guarded(lambda: experiment(cfg, run_dir, source), run_dir)
         typer.echo(f"done: {_headline(summary)}\noutputs: {run_dir}")
         return
-    from dlrun.core.train import train as run_training
-
     result = _run_guarded(lambda: run_training(cfg, run_dir, resume=resume is not None), run_dir)
     s = result.summary
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in s.items() if "/" in k)

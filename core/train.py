@@ -94,6 +94,7 @@ def train(
 
 def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool) -> Result:
     t_start = time.perf_counter()
+    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # first: a killed run stays resumable
     data = data if data is not None else load_dataset(cfg.data, cfg.seed)
     classify = cfg.loss.name in CLASSIFICATION_LOSSES
     loss_fn = LOSSES[cfg.loss.name]
@@ -114,7 +115,6 @@ def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool) -> Result:
         order_key, step_key = jnp.asarray(ckpt.keys["order"]), jnp.asarray(ckpt.keys["step"])
         position, rows, partial = ckpt.position, ckpt.rows, ckpt.partial
     keys = {"order": order_key, "step": step_key}
-    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
     train_data = Arrays(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
     val_batches, val_mask = pad_for_eval(
         Arrays(jnp.asarray(data.x_val), jnp.asarray(data.y_val)), min(EVAL_BATCH, len(data.x_val))
