@@ -112,30 +112,35 @@ def layer_grad_norms(cfg: Config, data, x: jax.Array, y: jax.Array, key: jax.Arr
     return [float(jnp.linalg.norm(grads[n]["w"])) for n in names]
 
 
-def _plot_sigmoid():
+def _axes(size=(5.5, 3.5)):
     from matplotlib.figure import Figure
 
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots()
+
+
+def _finish(fig, ax, legend: bool = True, **labels):
+    ax.set(**labels)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend()
+    return fig
+
+
+def _plot_sigmoid():
     z = np.linspace(-8, 8, 400)
     s = 1 / (1 + np.exp(-z))
-    fig = Figure(figsize=(5.5, 3.5), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _axes()
     ax.plot(z, s, label="sigmoid")
     ax.plot(z, s * (1 - s), "--", label="gradient")
-    ax.set(xlabel="x", title="The sigmoid's gradient vanishes for large |x| (D2L 4.8.1.1)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
+    return _finish(fig, ax, xlabel="x", title="The sigmoid's gradient vanishes for large |x| (D2L 4.8.1.1)")
 
 
 def _plot_matrix_norms(norms):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 3.5), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _axes()
     ax.plot(np.arange(1, len(norms) + 1), norms)
-    ax.set(xlabel="matrices multiplied", ylabel="Frobenius norm", yscale="log", title="Product of 4x4 Gaussian matrices explodes")
-    ax.grid(alpha=0.3)
-    return fig
+    return _finish(fig, ax, legend=False, xlabel="matrices multiplied", ylabel="Frobenius norm", yscale="log",
+                   title="Product of 4x4 Gaussian matrices explodes")  # fmt: skip
 
 
 def _plot_grad_norms(rows, opts: InitOptions):
@@ -154,16 +159,10 @@ def _plot_grad_norms(rows, opts: InitOptions):
 
 
 def _plot_training(curves):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _axes((6, 4))
     for (activation, init), rows in curves.items():
         ax.plot([r["epoch"] for r in rows], [r.get("val/acc", np.nan) for r in rows], "-o", markersize=3, label=f"{activation}, {init}")
-    ax.set(xlabel="epoch", ylabel="val/acc", title="Which initialisations learn")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
+    return _finish(fig, ax, xlabel="epoch", ylabel="val/acc", title="Which initialisations learn")
 
 
 def _save(path: Path, fig) -> None:
