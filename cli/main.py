@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlrun.cli import sweep as sweep_commands
 from dlrun.core.config import ConfigError, header_comment, load_config, to_yaml
 
 app = typer.Typer(
@@ -191,6 +192,10 @@ def gradcheck(
     typer.echo(f"{verdict}: {result.checked} coordinates, largest relative error {result.max_rel_error:.2e} (tol {tol:.0e})")
     if result.max_rel_error > tol:
         raise typer.Exit(code=1)
+
+
+app.command()(sweep_commands.sweep)
+app.command()(sweep_commands.compare)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -96,19 +96,24 @@ def activation(name: str) -> Layer:
     return elementwise(name, ACTIVATIONS[name])
 
 
-def dropout(drop_rate: float) -> Layer:
+def dropout(drop_rate: float | jax.Array) -> Layer:
     """Zero each unit with probability `drop_rate` in training and scale the rest by 1/(1-p),
-    so that the expected value is unchanged; the identity at evaluation (D2L 4.6.4)."""
-    if not 0.0 <= drop_rate <= 1.0:
+    so that the expected value is unchanged; the identity at evaluation (D2L 4.6.4).
+
+    `drop_rate` may be an array (a traced value), so that models differing only in it share one
+    compiled program; then the rate must lie in [0, 1) and is not checked.
+    """
+    static = isinstance(drop_rate, (int, float))
+    if static and not 0.0 <= drop_rate <= 1.0:
         raise ValueError(f"drop_rate must lie in [0, 1], got {drop_rate}")
 
     def init(key, in_shape):
         return in_shape, {}
 
     def apply(params, x, *, key=None, train=False):
-        if not train or drop_rate == 0.0:
+        if not train or (static and drop_rate == 0.0):
             return x
-        if drop_rate == 1.0:
+        if static and drop_rate == 1.0:
             return jnp.zeros_like(x)
         if key is None:
             raise ValueError("dropout in training needs a PRNG key")

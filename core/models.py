@@ -2,13 +2,15 @@
 
 A `Model` is `init(key, in_shape) -> (params, model_state)` and
 `apply(params, model_state, x, *, train, key) -> (outputs, model_state)`. `model_state` holds
-what is not trained by the optimizer (batch-norm statistics); the models here have none yet and
-carry an empty dict, so the trainer is ready for them.
+what the optimizer does not train: batch-norm statistics, and the MLP's dropout rates (values,
+not constants of the compiled program, so that trials can be vectorised over them).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
+
+import jax.numpy as jnp
 
 from . import layers as L
 from .config import LinearRegressionModel, MLPModel, SoftmaxRegressionModel
@@ -52,13 +54,32 @@ def softmax_regression(cfg: SoftmaxRegressionModel, in_shape, output_dim: int) -
 
 
 def mlp(cfg: MLPModel, in_shape, output_dim: int) -> Model:
+    """The layers' dropout rates live in `model_state["drop_rate"]` (one per layer that has
+    dropout), not in the compiled program, so that trials differing only in rates can be
+    vectorised; a rate of 0 means no dropout layer at all, which is structure."""
     w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
-    hidden = []
-    for width, drop_rate in zip(cfg.hidden, cfg.drop_rates()):
-        hidden += [L.dense(width, w_init), L.activation(cfg.activation)]
-        if drop_rate > 0:
-            hidden.append(L.dropout(drop_rate))
-    return stateless(L.serial(L.flatten(), *hidden, L.dense(output_dim, w_init)), in_shape)
+    has_dropout = [rate > 0 for rate in cfg.drop_rates()]
+
+    def net(drop_rates) -> L.Layer:
+        rates = iter(drop_rates)
+        hidden = []
+        for width, dropped in zip(cfg.hidden, has_dropout):
+            hidden += [L.dense(width, w_init), L.activation(cfg.activation)]
+            if dropped:
+                hidden.append(L.dropout(next(rates)))
+        return L.serial(L.flatten(), *hidden, L.dense(output_dim, w_init))
+
+    rates = [rate for rate in cfg.drop_rates() if rate > 0]
+
+    def init(key):
+        _, params = net(rates).init(key, in_shape)
+        return params, ({"drop_rate": jnp.asarray(rates, jnp.float32)} if rates else {})
+
+    def apply(params, model_state, x, *, train=False, key=None):
+        drop_rates = list(model_state["drop_rate"]) if rates else []
+        return net(drop_rates).apply(params, x, key=key, train=train), model_state
+
+    return Model(init, apply, in_shape)
 
 
 MODELS: dict[str, Callable[[Any, tuple[int, ...], int], Model]] = {

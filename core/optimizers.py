@@ -36,23 +36,44 @@ def _leaf_name(path) -> str:
     return str(getattr(last, "key", getattr(last, "name", last)))
 
 
-OPTIMIZERS: dict[str, Callable[[OptimizerConfig, optax.Schedule], optax.GradientTransformation]] = {
-    "sgd": lambda cfg, lr: optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov),
-    "adam": lambda cfg, lr: optax.adam(lr),
-}
+def _direction(cfg: OptimizerConfig, momentum) -> list[optax.GradientTransformation]:
+    """The optimizer's own transform, before the learning rate is applied."""
+    if cfg.name == "adam":
+        return [optax.scale_by_adam()]
+    return [optax.trace(decay=momentum, nesterov=cfg.nesterov)] if cfg.momentum > 0 else []
+
+
+OPTIMIZERS = ("sgd", "adam")
+
+# Hyperparameters kept in the optimizer state (optax.inject_hyperparams): their values are
+# arrays, not constants of the compiled program, so trials that differ only in them can be
+# trained together under jax.vmap (core.vtrain). Whether each transform is present at all is
+# decided by the config (momentum > 0, weight_decay > 0, clip_norm set) and is structure.
+HYPERPARAMS = {"lr": "learning_rate", "momentum": "momentum", "weight_decay": "weight_decay", "clip_norm": "clip_norm"}
 
 
 def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
-    """clip by global norm -> L2 weight decay on weights -> the optimizer, as one Optax chain.
+    """clip by global norm -> L2 weight decay on weights -> SGD (momentum) or Adam -> schedule x lr.
 
     Weight decay is added to the gradient before the optimizer, as PyTorch's SGD(weight_decay=...)
-    does; with plain SGD this equals the L2 penalty lambda/2 ||w||^2 added to the loss.
+    does; with plain SGD this equals the L2 penalty lambda/2 ||w||^2 added to the loss. The
+    schedule is a factor (1 at the start) times the learning rate, so that the learning rate
+    itself can be a hyperparameter in the state.
     """
-    schedule = build_schedule(cfg.schedule, cfg.lr, steps_per_epoch, steps_per_epoch * epochs)
-    parts = []
-    if cfg.clip_norm is not None:
-        parts.append(optax.clip_by_global_norm(cfg.clip_norm))
-    if cfg.weight_decay > 0:
-        parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=weights_only))
-    parts.append(OPTIMIZERS[cfg.name](cfg, schedule))
-    return optax.chain(*parts)
+    factor = build_schedule(cfg.schedule, 1.0, steps_per_epoch, steps_per_epoch * epochs)
+
+    def chain(learning_rate, momentum, weight_decay, clip_norm):
+        parts = []
+        if cfg.clip_norm is not None:
+            parts.append(optax.clip_by_global_norm(clip_norm))
+        if cfg.weight_decay > 0:
+            parts.append(optax.add_decayed_weights(weight_decay, mask=weights_only))
+        parts += _direction(cfg, momentum)
+        if cfg.schedule.name != "constant":
+            parts.append(optax.scale_by_schedule(factor))
+        parts.append(optax.scale(-learning_rate))
+        return optax.chain(*parts)
+
+    return optax.inject_hyperparams(chain)(
+        learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, clip_norm=cfg.clip_norm or 0.0
+    )

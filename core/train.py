@@ -73,12 +73,16 @@ def train(
     reporter: Reporter | None = None,
     data: Dataset | None = None,
     resume: bool = False,
+    stop_epoch: int | None = None,
+    plot: bool = True,
 ) -> Result:
     """Train as `cfg` says, writing config.yaml, metrics.csv (every few seconds), checkpoints
     (every `trainer.checkpoint_every` epochs), summary.json and curves.png into `run_dir`.
 
     With `resume`, continue from the newest checkpoint in `run_dir`; the result is the same,
-    bit for bit, as a run that was never stopped.
+    bit for bit, as a run that was never stopped. With `stop_epoch`, stop after that epoch with
+    a checkpoint (successive halving trains a trial rung by rung this way). Without `plot`,
+    no curves.png (a sweep draws all its trials in one picture instead).
 
     Raises:
         TrainingDiverged: a non-finite loss or gradient.
@@ -88,10 +92,10 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with outputs.RunLock(run_dir):
-        return _train_locked(cfg, run_dir, reporter, data, resume)
+        return _train_locked(cfg, run_dir, reporter, data, resume, stop_epoch, plot)
 
 
-def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool) -> Result:
+def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool, stop_epoch: int | None, plot: bool) -> Result:
     t_start = time.perf_counter()
     outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # first: a killed run stays resumable
     data = data if data is not None else load_dataset(cfg.data, cfg.seed)
@@ -139,10 +143,11 @@ def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool) -> Result:
 
     reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
     last_write = -math.inf
+    last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
     stop = _StopFlag()
     try:
         with stop.installed():
-            for epoch in range(position.epoch + 1, cfg.trainer.epochs + 1):
+            for epoch in range(position.epoch + 1, last_epoch + 1):
                 t_epoch = time.perf_counter()
                 order = order_fn(order_key, epoch, n_train, batch_size)
                 if loop == "scan":
@@ -164,13 +169,10 @@ def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool) -> Result:
                 _check_finite(batch_metrics, epoch, steps_per_epoch, rows, run_dir)
                 seconds = time.perf_counter() - t_epoch
                 val_metrics = jax.device_get(eval_fn(state.params, state.model_state, val_batches, val_mask))
-                row = {"epoch": epoch}
-                for split, values in (("train", batch_metrics), ("val", val_metrics)):
-                    row |= {f"{split}/{k}": float(np.mean(values[k])) for k in ("loss", "acc") if k in values}
-                row["seconds"] = seconds
+                row = epoch_row(epoch, batch_metrics, val_metrics, seconds)
                 rows.append(row)
                 every = cfg.trainer.checkpoint_every
-                if (every and epoch % every == 0) or epoch == cfg.trainer.epochs or stop.requested:
+                if (every and epoch % every == 0) or epoch == last_epoch or stop.requested:
                     save_checkpoint(state, checkpoint.Position(epoch, 0))
                 if time.perf_counter() - last_write > METRICS_WRITE_INTERVAL:
                     outputs.write_metrics(run_dir / "metrics.csv", rows)
@@ -182,23 +184,39 @@ def _train_locked(cfg, run_dir: Path, reporter, data, resume: bool) -> Result:
         reporter.close()
         if rows:
             outputs.write_metrics(run_dir / "metrics.csv", rows)
-            outputs.plot_curves(run_dir / "curves.png", rows, title=cfg.name)
+            if plot:
+                outputs.plot_curves(run_dir / "curves.png", rows, title=cfg.name)
 
+    summary = make_summary(rows, state.params, data, wall_seconds=time.perf_counter() - t_start,
+                           compile_seconds=compile_seconds, loop=loop)
+    outputs.write_json(run_dir / "summary.json", summary)
+    return Result(state, rows, summary)
+
+
+def epoch_row(epoch: int, batch_metrics, val_metrics, seconds: float) -> dict[str, Any]:
+    """One line of metrics.csv: train metrics averaged over the epoch's batches, val metrics."""
+    row: dict[str, Any] = {"epoch": epoch}
+    for split, values in (("train", batch_metrics), ("val", val_metrics)):
+        row |= {f"{split}/{k}": float(np.mean(values[k])) for k in ("loss", "acc") if k in values}
+    row["seconds"] = seconds
+    return row
+
+
+def make_summary(rows, params, data: Dataset, **extra) -> dict[str, Any]:
+    """summary.json: the last epoch's metrics, timings, where it ran, and the parameter report."""
     summary = {k: v for k, v in rows[-1].items() if "/" in k}
     summary |= {
         "epochs": len(rows),
-        "wall_seconds": time.perf_counter() - t_start,
         "train_seconds": sum(r["seconds"] for r in rows),
         "seconds_per_epoch": float(np.median([r["seconds"] for r in rows])),
-        "compile_seconds": compile_seconds,
-        "loop": loop,
+    }
+    summary |= extra
+    summary |= {
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0].device_kind),
         "backend": jax.default_backend(),
     }
-    summary |= parameter_report(state.params, data)
-    outputs.write_json(run_dir / "summary.json", summary)
-    return Result(state, rows, summary)
+    return summary | parameter_report(params, data)
 
 
 def _check_finite(batch_metrics, epoch: int, steps_per_epoch: int, rows, run_dir: Path, first: int = 0) -> None:

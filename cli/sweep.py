@@ -1,0 +1,195 @@
+"""`dlrun sweep` and `dlrun compare`: parse arguments, call core.sweep / core.compare."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlrun.core.config import Config, ConfigError
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=code)
+
+
+def run_trial(cfg: Config, run_dir: Path, stop_epoch: int | None, plot: bool = False) -> dict:
+    """A trial that is not vectorised: the generic loop, or the config's experiment module."""
+    if cfg.experiment.name == "train":
+        from dlrun.core.sweep import run_single
+
+        return run_single(cfg, run_dir, stop_epoch, plot)
+    from dlrun.experiments import EXPERIMENTS
+
+    if cfg.experiment.name not in EXPERIMENTS:
+        raise ConfigError(f"experiment.name: unknown experiment '{cfg.experiment.name}'")
+    return EXPERIMENTS[cfg.experiment.name](cfg, run_dir, str(run_dir / "config.yaml"))
+
+
+def _spec_from_arguments(target: Path, grid, random, trials, seeds, metric, scheduler, vectorize):
+    """A sweep file read and completed by the options, or a spec built from a config and options."""
+    from dlrun.core.sweep_spec import SweepSpec, is_sweep_file, read_spec, split_values
+
+    params = {}
+    for item in grid:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise ConfigError(f"--grid {item}: expected KEY=V1,V2,... e.g. optimizer.lr=0.01,0.1")
+        params[key.strip()] = split_values(values)
+    for item in random:
+        key, sep, dist = item.partition("=")
+        if not sep or not key.strip() or not dist.strip():
+            raise ConfigError(f"--random {item}: expected KEY=DISTRIBUTION, e.g. optimizer.lr=loguniform(1e-3,1)")
+        params[key.strip()] = dist.strip()
+    if is_sweep_file(target):
+        spec, base = read_spec(target)
+        raw = spec.model_dump() | {"parameters": spec.parameters | params}
+    else:
+        if not params:
+            raise ConfigError(f"{target}: is a config, not a sweep file; say what to vary with --grid KEY=V1,V2 or --random KEY=DIST")
+        base = target.resolve()
+        raw = {"name": target.stem, "base": str(base), "parameters": params}
+    raw |= {k: v for k, v in {"trials": trials, "seeds": seeds, "metric": metric}.items() if v is not None}
+    if scheduler == "halving":
+        raw["scheduler"] = raw.get("scheduler") or {"name": "halving"}
+    if not vectorize:
+        raw["vectorize"] = False
+    from pydantic import ValidationError
+
+    from dlrun.core.config import _describe
+
+    try:
+        return SweepSpec.model_validate(raw), base
+    except ValidationError as err:
+        raise ConfigError("\n".join(_describe(e, SweepSpec, "command line", {}) for e in err.errors())) from None
+
+
+def sweep(
+    target: Annotated[Optional[Path], typer.Argument(help="A sweep file (configs/sweeps/*.yaml), or a config to sweep with --grid/--random.")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a value in every trial: --set trainer.epochs=5.")] = None,
+    *,
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="A grid axis: --grid optimizer.lr=0.01,0.1,0.5 (repeatable).")] = None,
+    random: Annotated[Optional[list[str]], typer.Option("--random", help="A random-search axis: --random 'optimizer.lr=loguniform(1e-3,1)'.")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Random search: how many draws.")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Repeat each trial with this many seeds.")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Target metric, e.g. val/acc (default) or val/loss.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="'halving': successive halving of the trials.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (the CPU cores are split between them).")] = 1,
+    executor: Annotated[str, typer.Option(help="'local' (this machine) or 'ray' (a Ray cluster).")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address HOST:PORT (default: start a local one).")] = None,
+    vectorize: Annotated[bool, typer.Option(help="Train shape-compatible trials together under jax.vmap.")] = True,
+    out: Annotated[Optional[Path], typer.Option(help="Sweep directory (default: outputs/sweeps/<name>-<time>).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trials and their groups; run nothing.")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Finish the sweep in this directory: skip finished trials.")] = None,
+) -> None:
+    """Run a grid or random search over a config; one table (results.csv/.md) and plots at the end."""
+    from dlrun.core import sweep as core_sweep
+    from dlrun.core.outputs import RunDirError
+
+    if executor not in ("local", "ray"):
+        raise _fail(f"--executor {executor}: expected 'local' or 'ray'", 2)
+    if scheduler not in (None, "halving"):
+        raise _fail(f"--scheduler {scheduler}: expected 'halving'", 2)
+    try:
+        if resume is not None:
+            if target is not None or grid or random or overrides:
+                raise _fail("--resume DIR takes everything from the sweep directory; give no TARGET, --grid, --random or --set", 2)
+            plan = core_sweep.load(resume)
+        else:
+            if target is None:
+                raise _fail("give a sweep file or a config with --grid/--random, or --resume DIR", 2)
+            spec, base = _spec_from_arguments(target, grid or [], random or [], trials, seeds, metric, scheduler, vectorize)
+            if dry_run:
+                _print_dry_run(spec, base, overrides or [], str(target))
+                return
+            plan = core_sweep.create(spec, base, overrides or [], str(target), out)
+    except ConfigError as err:
+        raise _fail(str(err), 2) from None
+    except (core_sweep.SweepError, RunDirError) as err:
+        raise _fail(str(err), 2) from None
+    typer.echo(f"sweep directory: {plan.path} ({len(plan.trials)} trials)")
+    try:
+        df = core_sweep.run(plan, workers=workers, executor=executor, address=address, single=run_trial, echo=typer.echo)
+    except core_sweep.SweepError as err:
+        raise _fail(str(err), 2) from None
+    except RunDirError as err:
+        raise _fail(str(err), 2) from None
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted; finished trials are kept. Resume with:\n  dlrun sweep --resume {plan.path}", err=True)
+        raise typer.Exit(code=130) from None
+    except Exception as err:
+        if type(err).__name__ != "TrainingInterrupted":
+            raise
+        typer.secho(f"interrupted; finished trials are kept. Resume with:\n  dlrun sweep --resume {plan.path}", err=True)
+        raise typer.Exit(code=130) from None
+    _print_results(plan.path, df, plan.metric, plan.mode, [k for k in plan.spec.parameters if k != "seed"])
+    if (df["status"] == "failed").any():
+        raise typer.Exit(code=1)
+
+
+def _print_dry_run(spec, base: Path, extra: list[str], source: str) -> None:
+    from dlrun.core.sweep import resolve
+    from dlrun.core.sweep_spec import _short, metric_and_mode
+    from dlrun.core.vtrain import group_key
+
+    trials, configs = resolve(spec, base, extra, source)
+    groups: dict[str, int] = {}
+    for t, cfg in zip(trials, configs):
+        group = groups.setdefault(group_key(cfg), len(groups)) if spec.vectorize and cfg.experiment.name == "train" else "-"
+        values = "  ".join(f"{k}={_short(v)}" for k, v in t.params.items())
+        typer.echo(f"{t.index:>4}  group {group}  {values}  seed={t.seed}")
+    metric, mode = metric_and_mode(spec, configs[0])
+    typer.echo(f"{len(trials)} trials in {len(groups) or len(trials)} group(s) from {base}; target {metric} ({mode})"
+               + (f"; successive halving, eta {spec.scheduler.eta}" if spec.scheduler else ""))
+
+
+def _print_results(path: Path, df, metric: str, mode: str, params: list[str]) -> None:
+    from dlrun.core.compare import by_setting
+
+    table = by_setting(df, params, metric, mode)
+    counts = df["status"].value_counts().to_dict()
+    typer.echo("trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if not table.empty:
+        best = table.iloc[0]
+        shown = ", ".join(f"{p}={best[p]}" for p in params) or str(best.get("trial"))
+        typer.echo(f"best: {shown}: {metric} {best['mean']:.4f} +- {best['std']:.4f} over {int(best['count'])} seed(s)")
+    typer.echo(f"results: {path}/results.csv, results.md, curves.png")
+
+
+def compare(
+    paths: Annotated[list[Path], typer.Argument(help="A sweep directory, or run directories to compare.")],
+    *,
+    metric: Annotated[Optional[str], typer.Option(help="Target metric (default val/acc where runs have it, else val/loss).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the table and plots (default: the sweep directory, or outputs/compare-<time>).")] = None,
+) -> None:
+    """Compare finished runs: one table (results.csv/.md) and plots of their curves and settings."""
+    from dlrun.core import compare as core_compare
+    from dlrun.core import sweep as core_sweep
+
+    try:
+        if len(paths) == 1 and (paths[0] / core_sweep.SWEEP_FILE).is_file():
+            plan = core_sweep.load(paths[0])
+            runs = [core_compare.load_run(d, name=d.name) for d in plan.dirs]
+            params = [k for k in plan.spec.parameters if k != "seed"]
+            metric, mode = metric or plan.metric, plan.mode if metric in (None, plan.metric) else _mode(metric)
+            target, title = out or plan.path, plan.spec.name
+        else:
+            runs = [core_compare.load_run(p, name=str(p)) for p in paths]
+            params = core_compare.differing_keys(runs)
+            metric = metric or ("val/acc" if all("val/acc" in r.metrics for r in runs) else "val/loss")
+            mode = _mode(metric)
+            target = out or Path("outputs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
+            title = "comparison"
+    except (core_compare.CompareError, core_sweep.SweepError, ConfigError) as err:
+        raise _fail(str(err), 2) from None
+    target.mkdir(parents=True, exist_ok=True)
+    df = core_compare.write_report(target, runs, params, metric, mode, title)
+    typer.echo(core_compare.markdown(df, params, metric, mode, title).split("## All trials")[0].rstrip())
+    typer.echo(f"\nwritten: {target}/results.csv, results.md, curves.png")
+
+
+def _mode(metric: str) -> str:
+    return "max" if metric.endswith("acc") else "min"

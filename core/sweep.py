@@ -1,0 +1,417 @@
+"""`dlrun sweep`: expand a sweep into trials, run them in groups, bring the results back as one table.
+
+A sweep directory holds
+- `sweep.yaml` (the spec as run) and `trials.json` (each trial's index, directory, values, seed);
+- `trials/<NNN-values-seed>/`: one normal run directory per trial, whose `config.yaml` is written
+  when the sweep is created, plus `status.json` once the trial ends (done, failed, pruned);
+- `results.csv`, `results.md` and plots (core.compare) once the sweep ends.
+
+Execution: trials that differ only in state values (core.vtrain.group_key) are trained as one
+vectorised program; each group (or single trial) is a task, run in this process, in a pool of
+worker processes that split the CPU cores between them, or on a Ray cluster. Everything a task
+produces is on disk when it ends, so `--resume` only needs the directory.
+
+This module imports JAX only inside tasks: a worker limits its CPU threads before JAX starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import yaml
+
+from . import compare, outputs
+from .config import Config, ConfigError, load_config, to_yaml
+from .sweep_spec import SweepSpec, Trial, expand, metric_and_mode, trial_config
+
+SWEEP_FILE, TRIALS_FILE, STATUS_FILE = "sweep.yaml", "trials.json", "status.json"
+FINAL = ("done", "pruned")  # statuses that --resume keeps
+
+# run_single(cfg, run_dir, stop_epoch, plot) -> summary: trains one trial that is not vectorised.
+SingleRunner = Callable[[Config, Path, "int | None", bool], dict]
+
+
+class SweepError(Exception):
+    """A sweep that cannot be created, resumed or run; the message says why."""
+
+
+class Plan(NamedTuple):
+    path: Path
+    spec: SweepSpec
+    trials: list[Trial]
+    dirs: list[Path]
+    metric: str
+    mode: str
+
+    def config(self, i: int) -> Config:
+        return load_config(self.dirs[i] / "config.yaml")
+
+
+class Task(NamedTuple):
+    """One unit of work for an executor: trial directories trained together (`vectorised`) or
+    one after another, up to `stop_epoch` (None: to the end)."""
+
+    dirs: tuple[str, ...]
+    vectorised: bool
+    stop_epoch: int | None
+    run_single: SingleRunner | None
+    plot: bool = False
+
+
+# ----------------------------------------------------------------------------- create / load
+
+
+def create(spec: SweepSpec, base: Path, extra_set: Sequence[str], source: str, out: Path | None = None,
+           root: str | Path = "outputs/sweeps") -> Plan:
+    """Validate every trial's config, then create the sweep directory and the trial directories.
+
+    Raises:
+        ConfigError: the spec or a trial's config is not valid (nothing is written then).
+    """
+    trials, configs = resolve(spec, base, extra_set, source)
+    if out is not None and (Path(out) / SWEEP_FILE).exists():
+        raise SweepError(f"{out} already holds a sweep; resume it with --resume or choose another --out")
+    path = outputs.new_run_dir(spec.name, out, root)
+    dirs = [path / "trials" / t.dirname for t in trials]
+    for cfg, d in zip(configs, dirs):
+        d.mkdir(parents=True, exist_ok=True)
+        outputs.write_atomic(d / "config.yaml", to_yaml(cfg))
+    record = {"spec": spec.model_dump(mode="json"), "base_path": str(base), "set": list(extra_set)}
+    outputs.write_atomic(path / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
+    listing = [{"index": t.index, "dir": str(d.relative_to(path)), "params": t.params, "seed": t.seed} for t, d in zip(trials, dirs)]
+    outputs.write_json(path / TRIALS_FILE, {"trials": listing})
+    metric, mode = metric_and_mode(spec, configs[0])
+    return Plan(path, spec, trials, dirs, metric, mode)
+
+
+def resolve(spec: SweepSpec, base: Path, extra_set: Sequence[str], source: str) -> tuple[list[Trial], list[Config]]:
+    """The trials and their full configs, all validated; nothing is written."""
+    base_cfg = load_config(base, [f"{k}={json.dumps(v)}" for k, v in spec.set.items()] + list(extra_set))
+    trials = expand(spec, source, base_cfg.seed)
+    configs = [trial_config(base, spec, t, list(extra_set), source) for t in trials]
+    if spec.scheduler is not None:
+        if configs[0].experiment.name != "train":
+            raise ConfigError(f"{source}: scheduler: halving needs the generic training loop, not experiment '{configs[0].experiment.name}'")
+        if spec.scheduler.min_epochs >= configs[0].trainer.epochs:
+            raise ConfigError(f"{source}: scheduler.min_epochs ({spec.scheduler.min_epochs}) must be below trainer.epochs ({configs[0].trainer.epochs})")
+    return trials, configs
+
+
+def load(path: str | Path) -> Plan:
+    """The plan of an existing sweep directory, for --resume and compare."""
+    path = Path(path)
+    try:
+        record = yaml.safe_load((path / SWEEP_FILE).read_text())
+        listing = json.loads((path / TRIALS_FILE).read_text())["trials"]
+        spec = SweepSpec.model_validate(record["spec"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as err:
+        raise SweepError(f"{path}: not a sweep directory ({SWEEP_FILE} or {TRIALS_FILE} missing or unreadable: {err})") from None
+    trials = [Trial(t["index"], t["params"], t["seed"]) for t in listing]
+    dirs = [path / t["dir"] for t in listing]
+    metric, mode = metric_and_mode(spec, load_config(dirs[0] / "config.yaml"))
+    return Plan(path, spec, trials, dirs, metric, mode)
+
+
+# ----------------------------------------------------------------------------- status on disk
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / STATUS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def write_status(run_dir: Path, status: str, **fields: Any) -> None:
+    outputs.write_json(run_dir / STATUS_FILE, {"status": status, **fields})
+
+
+def checkpoint_epoch(run_dir: Path) -> int | None:
+    """Epochs done by the newest checkpoint; None if it stopped inside an epoch."""
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch_*") if p.is_dir()) if (run_dir / "checkpoints").is_dir() else []
+    if not names:
+        return 0
+    epoch, _, batch = names[-1].removeprefix("epoch_").partition("_b")
+    return None if batch else int(epoch)
+
+
+def reset_trial(run_dir: Path) -> None:
+    """Clear a failed trial's outputs (not its config) so that it can run again from the start."""
+    for name in ("metrics.csv", "summary.json", "curves.png", STATUS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+def run_task(task: Task) -> list[dict[str, Any]]:
+    """Train one task's trials; write each one's status.json; return one outcome per trial.
+
+    A trial that fails is recorded (status "failed" and the message) and reported on stderr at
+    once; the task goes on with the others.
+    """
+    dirs = [Path(d) for d in task.dirs]
+    configs = [load_config(d / "config.yaml") for d in dirs]
+    results: list[dict[str, Any]] = []
+    if task.vectorised:
+        from .vtrain import train_chunks
+
+        t0 = time.perf_counter()
+
+        def on_event(i: int, status: str, message: str) -> None:
+            if status == "failed":
+                print(f"trial {dirs[i].name} failed: {message}", file=sys.stderr, flush=True)
+
+        try:
+            outcomes = train_chunks(configs, dirs, task.stop_epoch, on_event, plot=task.plot)
+        except Exception as err:  # the whole group failed before training (data, memory, ...)
+            message = _message(err)
+            print(f"group of {len(dirs)} trials ({dirs[0].name}, ...) failed: {message}", file=sys.stderr, flush=True)
+            outcomes = [None] * len(dirs)
+            results = [_record(d, "failed", time.perf_counter() - t0, error=message) for d in dirs]
+            return results
+        seconds = time.perf_counter() - t0
+        for d, o in zip(dirs, outcomes):
+            results.append(_record(d, o.status, seconds, error=o.error, summary=o.summary))
+        return results
+    for cfg, d in zip(configs, dirs):
+        t0 = time.perf_counter()
+        try:
+            summary = (task.run_single or run_single)(cfg, d, task.stop_epoch, task.plot)
+        except Exception as err:
+            if type(err).__name__ == "TrainingInterrupted":  # Ctrl-C: stop the sweep, not just this trial
+                raise
+            message = _message(err)
+            print(f"trial {d.name} failed: {message}", file=sys.stderr, flush=True)
+            results.append(_record(d, "failed", time.perf_counter() - t0, error=message))
+            continue
+        epochs = summary.get("epochs", cfg.trainer.epochs)
+        status = "done" if task.stop_epoch is None or epochs >= cfg.trainer.epochs else "stopped"
+        results.append(_record(d, status, time.perf_counter() - t0, summary=summary))
+    return results
+
+
+def _message(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if type(err).__name__ in ("TrainingDiverged", "ConfigError", "DataError", "DataNotFoundError", "ValueError"):
+        return text
+    return f"{type(err).__name__}: {text}\n{''.join(traceback.format_exception(err)[-3:])}"
+
+
+def _record(run_dir: Path, status: str, seconds: float, error: str | None = None, summary: dict | None = None) -> dict[str, Any]:
+    epochs = (summary or {}).get("epochs")
+    before = read_status(run_dir)
+    if before.get("status") == "stopped":  # trained rung by rung: the seconds add up
+        seconds += before.get("seconds", 0.0)
+    write_status(run_dir, status, seconds=seconds, epochs=epochs, error=error or "")
+    return {"dir": str(run_dir), "status": status, "seconds": seconds, "error": error or "", "summary": summary or {}}
+
+
+def run_single(cfg: Config, run_dir: Path, stop_epoch: int | None, plot: bool = False) -> dict:
+    """The generic loop for a trial that is not vectorised; resumes from a checkpoint if any."""
+    if cfg.experiment.name != "train":
+        raise ConfigError(f"experiment '{cfg.experiment.name}' needs the command line's runner (dlrun sweep)")
+    from .progress import make_reporter
+    from .train import train
+
+    result = train(cfg, run_dir, reporter=make_reporter("none", 0, cfg.name), resume=True, stop_epoch=stop_epoch, plot=plot)
+    return result.summary
+
+
+def plan_tasks(plan: Plan, pending: Sequence[int], stop_epoch: int | None, workers: int,
+               single: SingleRunner | None) -> list[Task]:
+    """Group pending trials into tasks: shape-compatible trials that stand at the same epoch
+    form one vectorised task (at most `max_group` trials); the rest run one by one. With more
+    workers than tasks, the largest groups are split so that every worker has work."""
+    from .vtrain import group_key
+
+    groups: dict[tuple, list[int]] = {}
+    singles: list[int] = []
+    for i in pending:
+        cfg = plan.config(i)
+        start = checkpoint_epoch(plan.dirs[i])
+        if not plan.spec.vectorize or cfg.experiment.name != "train" or start is None:
+            singles.append(i)
+        else:
+            groups.setdefault((group_key(cfg), start), []).append(i)
+    chunks = []
+    for members in groups.values():
+        for k in range(0, len(members), plan.spec.max_group):
+            chunks.append(members[k : k + plan.spec.max_group])
+    while len(chunks) + len(singles) < workers and any(len(c) > 1 for c in chunks):
+        largest = max(chunks, key=len)
+        chunks.remove(largest)
+        half = math.ceil(len(largest) / 2)
+        chunks += [largest[:half], largest[half:]]
+    tasks = []
+    for c in sorted(chunks, key=lambda c: c[0]):
+        tasks.append(Task(tuple(str(plan.dirs[i]) for i in c), len(c) > 1, stop_epoch, single, plan.spec.trial_plots))
+    tasks += [Task((str(plan.dirs[i]),), False, stop_epoch, single, plan.spec.trial_plots) for i in singles]
+    return tasks
+
+
+# ----------------------------------------------------------------------------- executors
+
+
+def _limit_threads(counter, cpus: list[int], per_worker: int) -> None:
+    """Pin this worker process to its share of the cores before JAX starts, so that N workers
+    do not each start a thread per core (XLA sizes its thread pool from the affinity mask)."""
+    with counter.get_lock():
+        k = counter.value
+        counter.value += 1
+    share = [cpus[(k * per_worker + j) % len(cpus)] for j in range(per_worker)]
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, share)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(per_worker)
+
+
+def execute_local(tasks: Sequence[Task]) -> Iterator[tuple[Task, list[dict]]]:
+    for task in tasks:
+        yield task, run_task(task)
+
+
+def execute_pool(tasks: Sequence[Task], workers: int) -> Iterator[tuple[Task, list[dict]]]:
+    """A pool of `workers` processes (spawned: JAX does not survive fork), each on its share of cores."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    per_worker = max(1, len(cpus) // workers)
+    counter = ctx.Value("i", 0)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_threads, initargs=(counter, cpus, per_worker)) as pool:
+        futures = {pool.submit(run_task, t): t for t in tasks}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def execute_ray(tasks: Sequence[Task], address: str | None, cpus_per_task: int) -> Iterator[tuple[Task, list[dict]]]:
+    """Each task as a Ray task on the cluster at `address` (a local one if None). Trial
+    directories are written by the Ray workers: on several machines, the sweep directory must
+    be on storage that all of them share."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("the Ray executor needs Ray: pip install 'dlrun[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, log_to_driver=True, **({} if address else {"include_dashboard": False}))
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise SweepError(f"cannot start or reach the Ray cluster at {address or '(a new local one)'}: {err}") from None
+    try:
+        remote = ray.remote(run_task)
+        refs = {remote.options(num_cpus=cpus_per_task).remote(t): t for t in tasks}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            yield refs.pop(done[0]), ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def run(plan: Plan, workers: int = 1, executor: str = "local", address: str | None = None,
+        single: SingleRunner | None = None, echo: Callable[[str], None] = print) -> Any:
+    """Run every trial that has not ended (done or pruned), then write the results table and plots.
+
+    With `scheduler: halving`, trials are trained rung by rung (min_epochs, x eta, ...) and at
+    each rung all but the best 1/eta of those still in are pruned; the ranking uses the target
+    metric at the rung's epoch, so a resumed sweep makes the same decisions again.
+
+    Returns the results table (a pandas DataFrame, one row per trial).
+    """
+    with outputs.RunLock(plan.path):
+        for i, d in enumerate(plan.dirs):
+            if read_status(d).get("status") == "failed":
+                reset_trial(d)
+        epochs = plan.config(0).trainer.epochs
+        rungs = _rungs(plan.spec, epochs)
+        total = len(plan.trials)
+        for stop in [*rungs, None]:
+            target = stop or epochs
+            pending = [i for i in range(total) if _needs_training(plan.dirs[i], target)]
+            if pending:
+                tasks = plan_tasks(plan, pending, stop, workers, single)
+                _run_tasks(tasks, workers, executor, address, echo, stop, total)
+            if stop is not None:
+                _prune(plan, stop, echo)
+        runs = [compare.load_run(d, name=d.name) for d in plan.dirs]
+        params = [k for k in plan.spec.parameters if k != "seed"]
+        df = compare.write_report(plan.path, runs, params, plan.metric, plan.mode, title=plan.spec.name)
+    return df
+
+
+def _rungs(spec: SweepSpec, epochs: int) -> list[int]:
+    if spec.scheduler is None:
+        return []
+    rungs, r = [], spec.scheduler.min_epochs
+    while r < epochs:
+        rungs.append(r)
+        r *= spec.scheduler.eta
+    return rungs
+
+
+def _needs_training(run_dir: Path, target_epoch: int) -> bool:
+    status = read_status(run_dir)
+    if status.get("status") in FINAL or status.get("status") == "failed":
+        return False
+    return not (status.get("status") == "stopped" and (status.get("epochs") or 0) >= target_epoch)
+
+
+def _run_tasks(tasks, workers, executor, address, echo, stop, total) -> None:
+    if executor == "ray":
+        results = execute_ray(tasks, address, max(1, (os.cpu_count() or 1) // max(workers, 1)))
+    elif workers > 1 and len(tasks) > 1:
+        results = execute_pool(tasks, workers)
+    else:
+        results = execute_local(tasks)
+    what = f" to epoch {stop}" if stop else ""
+    echo(f"{sum(len(t.dirs) for t in tasks)} trials{what} in {len(tasks)} tasks "
+         f"({sum(t.vectorised for t in tasks)} vectorised), executor {executor}, {workers} worker(s)")
+    for task, outcomes in results:
+        for o in outcomes:
+            name = Path(o["dir"]).name
+            metrics = "  ".join(f"{k} {v:.4f}" for k, v in o["summary"].items() if "/" in k and isinstance(v, float))
+            echo(f"  {o['status']:<7} {name}  {metrics or o['error'].splitlines()[0] if o['error'] else metrics}  ({o['seconds']:.1f} s)")
+
+
+def _prune(plan: Plan, rung: int, echo) -> None:
+    """Keep the best ceil(n / eta) of the trials still in at this rung; mark the rest pruned."""
+    import pandas as pd
+
+    eta = plan.spec.scheduler.eta
+    scores = {}
+    for i, d in enumerate(plan.dirs):
+        status = read_status(d)
+        if status.get("status") == "failed" or (status.get("status") == "pruned" and status.get("rung", 0) < rung):
+            continue
+        metrics = pd.read_csv(d / "metrics.csv") if (d / "metrics.csv").is_file() else None
+        row = metrics[metrics["epoch"] == rung] if metrics is not None and "epoch" in metrics else None
+        if row is None or row.empty or plan.metric not in row:
+            continue
+        value = float(row[plan.metric].iloc[0])
+        scores[i] = value if math.isfinite(value) else (-math.inf if plan.mode == "max" else math.inf)
+    ranked = sorted(scores, key=lambda i: (-scores[i] if plan.mode == "max" else scores[i], i))
+    keep = set(ranked[: max(1, math.ceil(len(ranked) / eta))])
+    for i in ranked:
+        if i not in keep and read_status(plan.dirs[i]).get("status") != "done":
+            status = read_status(plan.dirs[i])
+            write_status(plan.dirs[i], "pruned", rung=rung, epochs=rung, seconds=status.get("seconds", 0.0), error="")
+    echo(f"halving at epoch {rung}: {len(keep)} of {len(ranked)} trials go on ({plan.metric}, {plan.mode})")
