@@ -37,11 +37,14 @@ LEARNING_RATES = (0.03, 0.1, 0.2, 0.3)
 SEEDS = (0, 1, 2, 3)
 
 
-def trial_configs(path: Path, epochs: int, num_train: int | None):
+def trial_configs(path: Path, epochs: int, num_train: int | None, data_dir: Path | None = None,
+                  lrs=LEARNING_RATES, seeds=SEEDS):
     extra = [f"trainer.epochs={epochs}", "trainer.progress=none"]
     if num_train:
         extra.append(f"data.num_train={num_train}")
-    return [load_config(path, [*extra, f"optimizer.lr={lr}", f"seed={s}"]) for lr in LEARNING_RATES for s in SEEDS]
+    if data_dir:
+        extra.append(f"data.dir={data_dir}")
+    return [load_config(path, [*extra, f"optimizer.lr={lr}", f"seed={s}"]) for lr in lrs for s in seeds]
 
 
 def run_vectorised(cfgs, root: Path, data) -> float:
@@ -65,14 +68,17 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=None, help="fewer training images (default: all 60000)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of both ways")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the Fashion-MNIST files are")
+    parser.add_argument("--small", action="store_true", help="2 learning rates x 2 seeds (a smoke test)")
     args = parser.parse_args()
 
     results = {"machine": platform.node(), "processor": platform.processor() or platform.machine(),
                "device": str(jax.devices()[0].device_kind), "jax": jax.__version__, "date": str(date.today()),
-               "trials": len(LEARNING_RATES) * len(SEEDS), "epochs": args.epochs, "num_train": args.num_train or 60000,
+               "epochs": args.epochs, "num_train": args.num_train or 60000,
                "models": {}}
     for name in args.models:
-        cfgs = trial_configs(MODELS[name], args.epochs, args.num_train)
+        grid = (LEARNING_RATES[:2], SEEDS[:2]) if args.small else (LEARNING_RATES, SEEDS)
+        cfgs = trial_configs(MODELS[name], args.epochs, args.num_train, args.data_dir, *grid)
         # loaded once for both ways; a first short run pays JAX's one-time start-up for both
         data = load_dataset(cfgs[0].data, cfgs[0].seed)
         with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +91,7 @@ def main() -> None:
                 seq.append(run_sequential(cfgs, Path(tmp) / "seq", data))
         v, s = statistics.median(vec), statistics.median(seq)
         n = len(cfgs)
-        results["models"][name] = {"vectorised_s": vec, "sequential_s": seq, "vectorised_trials_per_s": n / v,
+        results["models"][name] = {"trials": n, "vectorised_s": vec, "sequential_s": seq, "vectorised_trials_per_s": n / v,
                                    "sequential_trials_per_s": n / s, "ratio": s / v}
         print(f"{name:8s} {n} trials x {args.epochs} epochs: vectorised {v:6.1f} s ({n / v:.3f} trials/s), "
               f"sequential {s:6.1f} s ({n / s:.3f} trials/s), ratio {s / v:.2f}x", flush=True)

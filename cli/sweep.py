@@ -87,6 +87,7 @@ def sweep(
 ) -> None:
     """Run a grid or random search over a config; one table (results.csv/.md) and plots at the end."""
     from dlrun.core import sweep as core_sweep
+    from dlrun.core.executors import ExecutorError
     from dlrun.core.outputs import RunDirError
 
     if executor not in ("local", "ray"):
@@ -108,12 +109,12 @@ def sweep(
             plan = core_sweep.create(spec, base, overrides or [], str(target), out)
     except ConfigError as err:
         raise _fail(str(err), 2) from None
-    except (core_sweep.SweepError, RunDirError) as err:
+    except (core_sweep.SweepError, ExecutorError, RunDirError) as err:
         raise _fail(str(err), 2) from None
     typer.echo(f"sweep directory: {plan.path} ({len(plan.trials)} trials)")
     try:
         df = core_sweep.run(plan, workers=workers, executor=executor, address=address, single=run_trial, echo=typer.echo)
-    except core_sweep.SweepError as err:
+    except (core_sweep.SweepError, ExecutorError) as err:
         raise _fail(str(err), 2) from None
     except RunDirError as err:
         raise _fail(str(err), 2) from None
@@ -156,6 +157,9 @@ def _print_results(path: Path, df, metric: str, mode: str, params: list[str]) ->
         best = table.iloc[0]
         shown = ", ".join(f"{p}={best[p]}" for p in params) or str(best.get("trial"))
         typer.echo(f"best: {shown}: {metric} {best['mean']:.4f} +- {best['std']:.4f} over {int(best['count'])} seed(s)")
+        done = df[df["status"] == "done"]
+        top = done[f"final {metric}"].idxmax() if mode == "max" else done[f"final {metric}"].idxmin()
+        typer.echo(f"best trial: {path / 'trials' / done['trial'][top]} ({metric} {done[f'final {metric}'][top]:.4f})")
     typer.echo(f"results: {path}/results.csv, results.md, curves.png")
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from . import outputs
+from .config import flatten
 
 
 class Run(NamedTuple):
@@ -32,16 +33,6 @@ class Run(NamedTuple):
 
 class CompareError(Exception):
     """Nothing to compare, or a directory that is not a run; the message says which."""
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out |= flatten(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def load_run(path: str | Path, name: str | None = None) -> Run:

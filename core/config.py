@@ -292,6 +292,17 @@ def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}: config keys as the CLI writes them."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out |= flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def header_comment(path: str | Path) -> list[str]:
     """The leading comment lines of a config file, without the '#'."""
     lines = []

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
 import os
 import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import yaml
 
-from . import compare, outputs
+from . import compare, executors, outputs
 from .config import Config, ConfigError, load_config, to_yaml
 from .sweep_spec import SweepSpec, Trial, expand, metric_and_mode, trial_config
 
@@ -260,70 +259,6 @@ def plan_tasks(plan: Plan, pending: Sequence[int], stop_epoch: int | None, worke
     return tasks
 
 
-# ----------------------------------------------------------------------------- executors
-
-
-def _limit_threads(counter, cpus: list[int], per_worker: int) -> None:
-    """Pin this worker process to its share of the cores before JAX starts, so that N workers
-    do not each start a thread per core (XLA sizes its thread pool from the affinity mask)."""
-    with counter.get_lock():
-        k = counter.value
-        counter.value += 1
-    share = [cpus[(k * per_worker + j) % len(cpus)] for j in range(per_worker)]
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, share)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(per_worker)
-
-
-def execute_local(tasks: Sequence[Task]) -> Iterator[tuple[Task, list[dict]]]:
-    for task in tasks:
-        yield task, run_task(task)
-
-
-def execute_pool(tasks: Sequence[Task], workers: int) -> Iterator[tuple[Task, list[dict]]]:
-    """A pool of `workers` processes (spawned: JAX does not survive fork), each on its share of cores."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ctx = mp.get_context("spawn")
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    per_worker = max(1, len(cpus) // workers)
-    counter = ctx.Value("i", 0)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_threads, initargs=(counter, cpus, per_worker)) as pool:
-        futures = {pool.submit(run_task, t): t for t in tasks}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-
-def execute_ray(tasks: Sequence[Task], address: str | None, cpus_per_task: int) -> Iterator[tuple[Task, list[dict]]]:
-    """Each task as a Ray task on the cluster at `address` (a local one if None). Trial
-    directories are written by the Ray workers: on several machines, the sweep directory must
-    be on storage that all of them share."""
-    try:
-        import ray
-    except ImportError:
-        raise SweepError("the Ray executor needs Ray: pip install 'dlrun[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        try:
-            ray.init(address=address, log_to_driver=True, **({} if address else {"include_dashboard": False}))
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            raise SweepError(f"cannot start or reach the Ray cluster at {address or '(a new local one)'}: {err}") from None
-    try:
-        remote = ray.remote(run_task)
-        refs = {remote.options(num_cpus=cpus_per_task).remote(t): t for t in tasks}
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            yield refs.pop(done[0]), ray.get(done[0])
-    finally:
-        if started:
-            ray.shutdown()
-
-
 # ----------------------------------------------------------------------------- the sweep
 
 
@@ -377,11 +312,11 @@ def _needs_training(run_dir: Path, target_epoch: int) -> bool:
 
 def _run_tasks(tasks, workers, executor, address, echo, stop, total) -> None:
     if executor == "ray":
-        results = execute_ray(tasks, address, max(1, (os.cpu_count() or 1) // max(workers, 1)))
+        results = executors.execute_ray(run_task, tasks, address, max(1, (os.cpu_count() or 1) // max(workers, 1)))
     elif workers > 1 and len(tasks) > 1:
-        results = execute_pool(tasks, workers)
+        results = executors.execute_pool(run_task, tasks, workers)
     else:
-        results = execute_local(tasks)
+        results = executors.execute_local(run_task, tasks)
     what = f" to epoch {stop}" if stop else ""
     echo(f"{sum(len(t.dirs) for t in tasks)} trials{what} in {len(tasks)} tasks "
          f"({sum(t.vectorised for t in tasks)} vectorised), executor {executor}, {workers} worker(s)")

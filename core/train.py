@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint, outputs
-from .config import Config, ConfigError, load_config, to_yaml
+from .config import Config, ConfigError, flatten, load_config, to_yaml
 from .data import Dataset, load_dataset
 from .losses import CLASSIFICATION_LOSSES, LOSSES
 from .models import build_model
@@ -272,7 +272,7 @@ def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     saved = load_config(saved_path)
     cfg = load_config(saved_path, overrides)
-    before, after = _flatten(saved.model_dump(mode="json")), _flatten(cfg.model_dump(mode="json"))
+    before, after = flatten(saved.model_dump(mode="json")), flatten(cfg.model_dump(mode="json"))
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     unsafe = [k for k in changed if k not in ("trainer.epochs", "trainer.progress")]
     if "trainer.epochs" in changed:
@@ -286,16 +286,6 @@ def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
             "only trainer.epochs may grow. Start a new run instead."
         )
     return cfg
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out |= _flatten(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def parameter_report(params, data: Dataset) -> dict[str, Any]:

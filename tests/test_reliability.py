@@ -1,7 +1,6 @@
 """Checkpoints, exact resume after SIGKILL and SIGINT, refused config changes, locks,
 divergence and write failures."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dlrun.cli.main import app
-from dlrun.core import sweep as core_sweep
+from dlrun.core import executors
 
 from .conftest import CONFIGS
 
@@ -144,7 +144,7 @@ def test_pool_workers_are_limited_to_their_share_of_cores():
     cpus = sorted(os.sched_getaffinity(0))
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
-    with ctx.Pool(2, initializer=core_sweep._limit_threads, initargs=(counter, cpus, len(cpus) // 2)) as pool:
+    with ctx.Pool(2, initializer=executors._limit_threads, initargs=(counter, cpus, len(cpus) // 2)) as pool:
         seen = pool.map(_affinity, range(8), chunksize=1)
     assert all(len(s) == len(cpus) // 2 for s in seen)
 

@@ -7,7 +7,7 @@ import pytest
 from dlrun.core.config import load_config
 from dlrun.core.progress import make_reporter
 from dlrun.core.train import train
-from dlrun.core.vtrain import group_key, make_layout, train_group
+from dlrun.core.vtrain import choose_mode, group_key, make_layout, train_group
 
 from .conftest import CONFIGS
 
@@ -42,13 +42,20 @@ def test_group_key_separates_structure_from_state_values():
         assert group_key(load_config(CONFIGS / "mlp.yaml", overrides)) != group_key(base), overrides
 
 
+def test_auto_mode_vectorises_small_models_on_a_cpu():
+    assert choose_mode({"w": np.zeros((784, 10))}, "cpu") == "vmap"
+    assert choose_mode({"w": np.zeros((784, 256)), "w2": np.zeros((256, 10))}, "cpu") == "serial"
+    assert choose_mode({"w": np.zeros((784, 256))}, "gpu") == "vmap"
+
+
 def test_layout_pads_rows_that_share_a_seed():
     layout = make_layout([0, 1, 2, 3, 4], seeds=[7, 7, 7, 9, 9])
     assert layout.rows == [[0, 1, 2], [3, 4, 4]]
     assert layout.first_slot() == {0: (0, 0), 1: (0, 1), 2: (0, 2), 3: (1, 0), 4: (1, 1)}
 
 
-def test_vectorised_trials_equal_the_same_trials_alone(fake_fmnist_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["vmap", "serial"])
+def test_vectorised_trials_equal_the_same_trials_alone(fake_fmnist_dir, tmp_path, mode):
     """Learning rate, momentum, weight decay, dropout rate, seed and init differ across the
     group; an unbalanced seed count exercises the padded layout."""
     variants = [
@@ -59,8 +66,9 @@ def test_vectorised_trials_equal_the_same_trials_alone(fake_fmnist_dir, tmp_path
     common = ["model.dropout=0.3", "optimizer.momentum=0.1", "optimizer.weight_decay=0.0001", "optimizer.clip_norm=5"]
     cfgs = [fmnist_cfg(fake_fmnist_dir, *common, *v) for v in variants]
     cfgs.append(fmnist_cfg(fake_fmnist_dir, *common, "optimizer.lr=0.1", "seed=0", "model.dropout=0.1", "model.init=he"))
-    outcomes = train_group(cfgs, [tmp_path / f"v{i}" for i in range(len(cfgs))])
+    outcomes = train_group(cfgs, [tmp_path / f"v{i}" for i in range(len(cfgs))], mode=mode)
     assert [o.status for o in outcomes] == ["done"] * 4
+    assert outcomes[0].summary["loop"] == {"vmap": "vectorised", "serial": "shared-program"}[mode]
     for i, cfg in enumerate(cfgs):
         vec = pd.read_csv(tmp_path / f"v{i}" / "metrics.csv")
         single = alone(cfg, tmp_path / f"s{i}")
@@ -87,11 +95,12 @@ def test_seed_dependent_data_is_stacked_per_row(tmp_path):
         )
 
 
-def test_a_diverging_trial_fails_alone_and_the_group_shrinks(fake_fmnist_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["vmap", "serial"])
+def test_a_diverging_trial_fails_alone_and_the_group_shrinks(tmp_path, mode):
     cfgs = [load_config(CONFIGS / "linreg.yaml", [f"optimizer.lr={lr}", "trainer.epochs=4", "data.num_train=200", f"seed={s}"])
             for lr, s in ((0.03, 0), (40.0, 0), (0.01, 1))]
     events = []
-    outcomes = train_group(cfgs, [tmp_path / f"v{i}" for i in range(3)], on_event=lambda *e: events.append(e))
+    outcomes = train_group(cfgs, [tmp_path / f"v{i}" for i in range(3)], on_event=lambda *e: events.append(e), mode=mode)
     assert [o.status for o in outcomes] == ["done", "failed", "done"]
     assert "non-finite" in outcomes[1].error and "optimizer.lr" in outcomes[1].error
     assert events[0][:2] == (1, "failed")  # reported when it happened, before the others ended
