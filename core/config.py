@@ -151,8 +151,22 @@ class MLPModel(Section):
         return (self.dropout,) * len(self.hidden)
 
 
+class LeNetModel(Section):
+    """LeNet-5 as D2L 6.6 builds it: conv 5x5 (6, padding 2), pool 2, conv 5x5 (16), pool 2,
+    dense 120, 84, then one output per class; the activation after every hidden layer."""
+
+    name: Literal["lenet"] = "lenet"
+    activation: Literal["relu", "sigmoid", "tanh"] = "sigmoid"
+    pool: Literal["avg", "max"] = "avg"
+    init: Init = "xavier"
+    init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
+    conv_impl: Literal["auto", "xla", "cpu"] = Field(
+        "auto", description="convolution formulation (core/conv.py); auto: the fastest measured for the backend"
+    )
+
+
 ModelConfig = Annotated[
-    Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel], Field(discriminator="name")
+    Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel], Field(discriminator="name")
 ]
 
 # ------------------------------------------------------------------ loss, optimizer

@@ -14,6 +14,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from . import conv as C
+
 Shape = tuple[int, ...]
 Params = Any
 Initializer = Callable[[jax.Array, Shape, Any], jax.Array]
@@ -61,6 +63,46 @@ def dense(
         return y + params["b"] if use_bias else y
 
     return Layer("dense", init, apply)
+
+
+def conv2d(
+    features: int,
+    kernel: int,
+    padding: int = 0,
+    stride: int = 1,
+    w_init: Initializer = xavier_init(),
+    b_init: Initializer = zeros_init(),
+    impl: C.ConvImpl | None = None,
+) -> Layer:
+    """Square-kernel convolution, NHWC: (batch, H, W, C_in) -> (batch, H', W', features),
+    H' = (H + 2 padding - kernel) // stride + 1 (D2L 6.3). `impl` picks the formulation
+    (`core.conv`); None: the fastest measured for the default backend."""
+
+    def init(key, in_shape):
+        h, w, c_in = in_shape
+        out_h, out_w = ((d + 2 * padding - kernel) // stride + 1 for d in (h, w))
+        # fan-in/fan-out of an HWIO kernel, as the initialisers expect (receptive field included)
+        params = {"w": w_init(key, (kernel, kernel, c_in, features), jnp.float32), "b": b_init(key, (features,), jnp.float32)}
+        return (out_h, out_w, features), params
+
+    def apply(params, x, *, key=None, train=False):
+        return C.conv2d(x, params["w"], padding, stride, impl) + params["b"]
+
+    return Layer("conv", init, apply)
+
+
+def pool2d(kind: C.PoolKind, window: int = 2, stride: int | None = None, padding: int = 0) -> Layer:
+    """Average or max pooling, NHWC (D2L 6.5); stride defaults to the window."""
+    step = stride or window
+
+    def init(key, in_shape):
+        h, w, c = in_shape
+        return ((h + 2 * padding - window) // step + 1, (w + 2 * padding - window) // step + 1, c), {}
+
+    def apply(params, x, *, key=None, train=False):
+        return C.pool2d(x, kind, window, stride, padding)
+
+    return Layer(f"{kind}_pool", init, apply)
 
 
 def flatten() -> Layer:
@@ -145,7 +187,7 @@ def serial(*layers: Layer) -> Layer:
     return Layer("serial", init, apply)
 
 
-_PARAMETRIC = ("dense",)
+_PARAMETRIC = ("dense", "conv")
 
 
 def _param_names(layers) -> list[str | None]:

@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 import jax.numpy as jnp
 
 from . import layers as L
-from .config import LinearRegressionModel, MLPModel, SoftmaxRegressionModel
+from .config import LeNetModel, LinearRegressionModel, MLPModel, SoftmaxRegressionModel
 
 
 class Model(NamedTuple):
@@ -82,10 +82,29 @@ def mlp(cfg: MLPModel, in_shape, output_dim: int) -> Model:
     return Model(init, apply, in_shape)
 
 
+def lenet(cfg: LeNetModel, in_shape, output_dim: int) -> Model:
+    """D2L 6.6 on 28x28 images (NHWC); with sigmoid and average pooling it is the book's."""
+    if len(in_shape) != 3:
+        raise ValueError(f"model.name: lenet takes images (height, width, channels); the data's examples have shape {tuple(in_shape)}")
+    w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
+    impl = None if cfg.conv_impl == "auto" else cfg.conv_impl
+    act = lambda: L.activation(cfg.activation)  # noqa: E731
+    net = L.serial(
+        L.conv2d(6, 5, padding=2, w_init=w_init, impl=impl), act(), L.pool2d(cfg.pool, 2),
+        L.conv2d(16, 5, w_init=w_init, impl=impl), act(), L.pool2d(cfg.pool, 2),
+        L.flatten(),
+        L.dense(120, w_init), act(),
+        L.dense(84, w_init), act(),
+        L.dense(output_dim, w_init),
+    )  # fmt: skip
+    return stateless(net, in_shape)
+
+
 MODELS: dict[str, Callable[[Any, tuple[int, ...], int], Model]] = {
     "linear_regression": linear_regression,
     "softmax_regression": softmax_regression,
     "mlp": mlp,
+    "lenet": lenet,
 }
 
 

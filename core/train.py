@@ -55,15 +55,18 @@ class Result(NamedTuple):
 
 
 def choose_loop(cfg: Config, backend: str) -> str:
-    """`trainer.loop: auto` -> `scan` or `step`.
+    """`trainer.loop: auto` -> `scan` or `step`, from `benchmarks/speed.py`'s measurements.
 
-    Measured on full Fashion-MNIST, 2-core CPU, jax 0.10.2 (median s/epoch, runs alternated):
-    softmax regression 0.148 scan vs 0.221 step, MLP 0.558 scan vs 0.705 step. On accelerators
-    per-step dispatch costs relatively more, so scan is the default there too. Every model here is dense; convolutional models (slower inside scan on
-    CPU) will add their own rule.
+    Full Fashion-MNIST, 2-core CPU, jax 0.10.2, s/epoch scan vs step: softmax regression 0.148
+    vs 0.221, MLP 0.558 vs 0.705; LeNet with the CPU convolution (core/conv.py) about 5 vs 10.
+    XLA's own convolution is the exception: inside a scan's loop body XLA's CPU backend leaves
+    it to a generic kernel (LeNet about 29 s/epoch against 9 per step), so it runs per step.
+    On accelerators per-step dispatch costs relatively more, so scan is the default there.
     """
     if cfg.trainer.loop != "auto":
         return cfg.trainer.loop
+    if backend == "cpu" and getattr(cfg.model, "conv_impl", None) == "xla":
+        return "step"
     return "scan"
 
 

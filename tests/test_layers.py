@@ -29,6 +29,10 @@ def numeric_grad(f, x, eps=1e-6):
         (L.activation("tanh"), (3,)),
         (L.dropout(0.3), (8,)),
         (L.serial(L.flatten(), L.dense(16), L.activation("relu"), L.dropout(0.5), L.dense(3)), (4, 4, 1)),
+        (L.conv2d(6, 5, padding=2), (28, 28, 1)),
+        (L.conv2d(4, 3, stride=2, impl="xla"), (9, 9, 2)),
+        (L.pool2d("avg", 2), (14, 14, 6)),
+        (L.pool2d("max", 3, stride=2, padding=1), (7, 7, 3)),
     ],
 )
 def test_init_shape_matches_apply(layer, in_shape, key):
