@@ -19,3 +19,61 @@ def test_sweep_benchmark_runs_and_writes_its_figures(tmp_path, fake_fmnist_dir):
     (result,) = out.glob("sweep-*.json")
     figures = json.loads(result.read_text())["models"]["softmax"]
     assert figures["trials"] == 4 and figures["ratio"] > 0 and figures["vectorised_trials_per_s"] > 0
+
+
+def test_speed_benchmark_runs_and_writes_its_table(tmp_path, fake_fmnist_dir):
+    """Every model through every path at a tiny size; PyTorch's row exactly when torch imports."""
+    import importlib.util
+
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "softmax,lenet", "--epochs", "1", "--rounds", "1",
+         "--num-train", "512", "--num-val", "256", "--data-dir", str(fake_fmnist_dir), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = out.glob("*.json")
+    figures = json.loads(result.read_text())
+    has_torch = importlib.util.find_spec("torch") is not None
+    expected = {"step", "scan", "torch"} if has_torch else {"step", "scan"}
+    for model in ("softmax", "lenet"):
+        rows = figures["models"][model]
+        assert set(rows) == expected
+        for impl in ("step", "scan"):
+            assert rows[impl]["seconds_per_epoch"] > 0 and rows[impl]["gflop_per_epoch"] > 0
+            assert 0 < rows[impl]["fraction_of_peak"] < 1.5 and rows[impl]["peak_rss_mb"] > 0
+            assert ("speedup_vs_torch" in rows[impl]) == has_torch
+    assert figures["matmul_peak_gflops"] > 0 and figures["cli"]["help_seconds"] > 0
+    assert figures["versions"]["jax"] and ("torch" in figures["versions"]) == has_torch
+    assert "PyTorch reference missing" in proc.stdout or has_torch
+    markdown = result.with_suffix(".md").read_text()
+    assert "| lenet | dlrun whole-epoch (scan) |" in markdown and "| target | measured | met |" in markdown
+
+
+def test_lenet_flops_from_xla_match_a_hand_count():
+    """The benchmark's FLOP figures come from XLA's cost analysis; check them against the sum of
+    the multiply-adds that LeNet's layers need, forward (x1) and backward (x2, no input gradient
+    for the first layer)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlrun.core.config import load_config
+    from dlrun.core.losses import LOSSES
+    from dlrun.core.models import build_model
+    from dlrun.core.optimizers import build_optimizer
+    from dlrun.core.steps import init_state, make_train_step
+
+    from .conftest import CONFIGS
+
+    cfg = load_config(CONFIGS / "lenet.yaml", ["model.conv_impl=xla"])
+    model = build_model(cfg.model, (28, 28, 1), 10)
+    opt = build_optimizer(cfg.optimizer, 10, 1)
+    state = init_state(model, opt, jax.random.PRNGKey(0))
+    step = make_train_step(model, LOSSES["cross_entropy"], opt, True)
+    b = 64
+    x, y = jnp.zeros((b, 28, 28, 1)), jnp.zeros((b,), jnp.int32)
+    cost = jax.jit(step).lower(state, x, y, jax.random.PRNGKey(1)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    macs = {"conv1": 28 * 28 * 25 * 6, "conv2": 10 * 10 * 150 * 16, "dense": 400 * 120 + 120 * 84 + 84 * 10}
+    by_hand = 2 * b * (3 * macs["conv1"] - macs["conv1"] + 3 * macs["conv2"] + 3 * macs["dense"])
+    assert 0.9 * by_hand < cost["flops"] < 1.3 * by_hand  # plus elementwise work and the update

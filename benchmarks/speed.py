@@ -1,0 +1,333 @@
+"""Training speed: dlrun's per-step and whole-epoch paths against a PyTorch reference.
+
+For each model (softmax regression, MLP 784-256-10, the book's LeNet) on Fashion-MNIST, batch
+256, float32, every implementation runs in its own process (so that peak memory is its own), the
+implementations taking turns round after round (these machines drift by up to 30% within
+minutes). Each process trains one warm-up epoch after compiling, then `--epochs` timed ones.
+
+    python benchmarks/speed.py                           # full data, 3 timed epochs, 2 rounds
+    python benchmarks/speed.py --models lenet --rounds 1 # one model
+
+Reported per model and implementation: seconds per epoch (median over all timed epochs),
+compile seconds, examples per second, peak resident memory, the validation accuracy reached
+(the same number of epochs for all), and the fraction of this machine's matmul peak the epoch
+reaches (FLOPs of one step from XLA's cost analysis, times the steps; the peak measured here
+with a 2048^3 float32 matmul). Also `dlrun --help` start-up time and `dlrun train`'s fixed
+overhead. Writes benchmarks/results/<machine>-<date>.json and .md. PyTorch is optional
+(`pip install torch`, CPU build); without it the reference is reported missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {"softmax": "softmax.yaml", "mlp": "mlp.yaml", "lenet": "lenet.yaml"}
+IMPLS = ("step", "scan", "torch")
+# Targets of the performance issue (2-core CPU): dlrun / PyTorch speed-up per model, and more
+SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0}
+
+
+def load_cfg(model: str, args) -> object:
+    from dlrun.core.config import load_config
+
+    overrides = ["trainer.progress=none"]
+    if args.num_train:
+        overrides.append(f"data.num_train={args.num_train}")
+    if args.num_val:
+        overrides.append(f"data.num_val={args.num_val}")
+    if args.data_dir:
+        overrides.append(f"data.dir={args.data_dir}")
+    return load_config(ROOT / "configs" / CONFIGS[model], overrides)
+
+
+# ------------------------------------------------------------------------- one worker process
+
+
+def run_dlrun(cfg, data, loop: str, epochs: int) -> dict:
+    """dlrun's training path exactly as `core.train` runs it, minus checkpoints and files."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dlrun.core.losses import CLASSIFICATION_LOSSES, LOSSES
+    from dlrun.core.models import build_model
+    from dlrun.core.optimizers import build_optimizer
+    from dlrun.core.steps import Arrays, epoch_order, init_state, make_batch_fn, make_epoch_fn, make_eval_fn, make_train_step, pad_for_eval
+
+    n, bs = len(data.x_train), cfg.data.batch_size
+    steps = n // bs
+    model = build_model(cfg.model, data.input_shape, data.output_dim)
+    optimizer = build_optimizer(cfg.optimizer, steps, cfg.trainer.epochs)
+    init_key, order_key, step_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
+    state = init_state(model, optimizer, init_key)
+    train_data = Arrays(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+    train_step = make_train_step(model, LOSSES[cfg.loss.name], optimizer, cfg.loss.name in CLASSIFICATION_LOSSES)
+    order_fn = jax.jit(epoch_order, static_argnums=(2, 3))
+    order = order_fn(order_key, 0, n, bs)
+
+    t0 = time.perf_counter()
+    if loop == "scan":
+        fn = jax.jit(make_epoch_fn(train_step), donate_argnums=0).lower(state, train_data, order, step_key).compile()
+    else:
+        fn = jax.jit(make_batch_fn(train_step), donate_argnums=0).lower(state, train_data, order, jnp.int32(0), step_key).compile()
+    compile_seconds = time.perf_counter() - t0
+    x0, y0 = train_data.x[:bs], train_data.y[:bs]
+    cost = jax.jit(train_step).lower(state, x0, y0, step_key).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # older jax returns one dict per device
+    flops_per_step = float(cost.get("flops", 0.0))
+
+    seconds = []
+    for epoch in range(epochs + 1):  # epoch 0: warm-up
+        t = time.perf_counter()
+        order = order_fn(order_key, epoch, n, bs)
+        if loop == "scan":
+            state, metrics = fn(state, train_data, order, step_key)
+            metrics = jax.device_get(metrics)
+        else:
+            per_batch = []
+            for i in range(steps):
+                state, m = fn(state, train_data, order, jnp.int32(i), step_key)
+                per_batch.append(m)
+            metrics = jax.device_get(per_batch)
+        if epoch:
+            seconds.append(time.perf_counter() - t)
+    val, mask = pad_for_eval(Arrays(jnp.asarray(data.x_val), jnp.asarray(data.y_val)), min(1024, len(data.x_val)))
+    val_metrics = jax.jit(make_eval_fn(model, LOSSES[cfg.loss.name], True))(state.params, state.model_state, val, mask)
+    return {"epoch_seconds": seconds, "compile_seconds": compile_seconds, "flops_per_epoch": flops_per_step * steps,
+            "val_acc": float(np.asarray(val_metrics["acc"])), "loop": loop}
+
+
+def worker(args) -> None:
+    from dlrun.core.data import load_dataset
+
+    cfg = load_cfg(args.model, args)
+    data = load_dataset(cfg.data, cfg.seed)
+    if args.impl == "torch":
+        import torch_reference
+
+        out = torch_reference.run(args.model, cfg.optimizer.lr, cfg.data.batch_size, args.epochs,
+                                  data.x_train, data.y_train, data.x_val, data.y_val, cfg.seed)
+    else:
+        out = run_dlrun(cfg, data, args.impl, args.epochs)
+    out["examples"] = (len(data.x_train) // cfg.data.batch_size) * cfg.data.batch_size
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print("RESULT " + json.dumps(out))
+
+
+def matmul_peak() -> None:
+    """This machine's float32 matmul rate: the best of 10 timed 2048^3 products."""
+    import jax
+    import jax.numpy as jnp
+
+    n = 2048
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    best = min(_timed(lambda: f(a).block_until_ready()) for _ in range(10))
+    print("RESULT " + json.dumps({"gflops": 2 * n**3 / best / 1e9}))
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# ------------------------------------------------------------------------------ the driver
+
+
+def _child(argv: list[str], timeout: float = 1800) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, timeout=timeout,
+                          cwd=Path(__file__).parent)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark worker {argv} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def cli_timings(args) -> dict:
+    """`dlrun --help` start-up (median of 5) and `dlrun train`'s fixed overhead: the process's
+    wall time minus the time its epochs took (imports, data loading, compiling, writing)."""
+    dlrun = shutil.which("dlrun") or str(Path(sys.executable).parent / "dlrun")
+    helps = [_timed(lambda: subprocess.run([dlrun, "--help"], capture_output=True, check=True)) for _ in range(5)]
+    overrides = [f"--set={o}" for o in ["trainer.epochs=1", "trainer.progress=none"]]
+    if args.data_dir:
+        overrides.append(f"--set=data.dir={args.data_dir}")
+    if args.num_train:
+        overrides.append(f"--set=data.num_train={args.num_train}")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        subprocess.run([dlrun, "train", str(ROOT / "configs/mlp.yaml"), *overrides, "--out", f"{tmp}/run"],
+                       capture_output=True, check=True)
+        wall = time.perf_counter() - t
+        summary = json.loads(Path(f"{tmp}/run/summary.json").read_text())
+    return {"help_seconds": statistics.median(helps), "train_wall_seconds": wall,
+            "train_fixed_overhead_seconds": wall - summary["train_seconds"], "train_compile_seconds": summary["compile_seconds"]}
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="softmax,mlp,lenet", help="comma-separated: " + ",".join(CONFIGS))
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per process, after one warm-up epoch")
+    parser.add_argument("--rounds", type=int, default=2, help="processes per implementation, taking turns")
+    parser.add_argument("--num-train", type=int, default=None, help="fewer training images (default: all 60000)")
+    parser.add_argument("--num-val", type=int, default=None)
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the Fashion-MNIST files are")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    parser.add_argument("--no-cli", action="store_true", help="skip the dlrun start-up timings")
+    parser.add_argument("--worker", choices=["train", "peak"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker == "train":
+        return worker(args)
+    if args.worker == "peak":
+        return matmul_peak()
+
+    import jax
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = set(models) - set(CONFIGS)
+    if unknown:
+        parser.error(f"--models: unknown {sorted(unknown)}; expected some of {sorted(CONFIGS)}")
+    impls = [i for i in IMPLS if i != "torch" or torch_available()]
+    if "torch" not in impls:
+        print("PyTorch reference missing: `pip install torch` (CPU build) to compare against it", flush=True)
+    common = ["--epochs", str(args.epochs)] + sum(
+        ([flag, str(v)] for flag, v in (("--num-train", args.num_train), ("--num-val", args.num_val), ("--data-dir", args.data_dir)) if v),
+        [],
+    )
+    peak = _child(["--worker", "peak"])["gflops"]
+    print(f"matmul peak: {peak:.1f} GFLOP/s (float32, 2048^3)", flush=True)
+    runs: dict = {m: {i: [] for i in impls} for m in models}
+    for r in range(args.rounds):
+        for m in models:
+            for impl in impls:
+                out = _child(["--worker", "train", "--model", m, "--impl", impl, *common])
+                runs[m][impl].append(out)
+                print(f"round {r + 1}: {m:8s} {impl:6s} {statistics.median(out['epoch_seconds']):.3f} s/epoch", flush=True)
+
+    results = {"machine": machine_name(jax), "date": str(date.today()), "backend": jax.default_backend(),
+               "device": str(jax.devices()[0].device_kind), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+               "versions": versions(), "epochs": args.epochs, "rounds": args.rounds, "num_train": args.num_train or 60000,
+               "batch_size": 256, "matmul_peak_gflops": peak, "models": summarise(runs, peak)}
+    if not args.no_cli:
+        results["cli"] = cli_timings(args)
+    results["targets"] = check_targets(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{results['machine']}-{results['date']}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = to_markdown(results)
+    stem.with_suffix(".md").write_text(markdown)
+    print("\n" + markdown)
+    print(f"written: {stem}.json, {stem}.md")
+
+
+def machine_name(jax) -> str:
+    return f"{jax.default_backend()}-{os.cpu_count()}core-{platform.machine()}"
+
+
+def versions() -> dict:
+    import jax
+    import jaxlib
+    import optax
+
+    v = {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__}
+    if torch_available():
+        import torch
+
+        v["torch"] = torch.__version__
+    return v
+
+
+def summarise(runs: dict, peak_gflops: float) -> dict:
+    table = {}
+    for model, by_impl in runs.items():
+        table[model] = {}
+        for impl, outs in by_impl.items():
+            epoch_s = statistics.median([s for o in outs for s in o["epoch_seconds"]])
+            row = {"seconds_per_epoch": epoch_s, "epoch_seconds": [o["epoch_seconds"] for o in outs],
+                   "compile_seconds": statistics.median(o["compile_seconds"] for o in outs),
+                   "examples_per_second": outs[0]["examples"] / epoch_s,
+                   "peak_rss_mb": max(o["peak_rss_mb"] for o in outs), "val_acc": outs[0]["val_acc"]}
+            if "flops_per_epoch" in outs[0]:
+                row["gflop_per_epoch"] = outs[0]["flops_per_epoch"] / 1e9
+                row["fraction_of_peak"] = outs[0]["flops_per_epoch"] / epoch_s / (peak_gflops * 1e9)
+            table[model][impl] = row
+        if "torch" in by_impl:
+            for impl in ("step", "scan"):
+                table[model][impl]["speedup_vs_torch"] = table[model]["torch"]["seconds_per_epoch"] / table[model][impl]["seconds_per_epoch"]
+    return table
+
+
+def check_targets(results: dict) -> list[dict]:
+    """The issue's targets, each with the figure measured and whether it is met."""
+    checks = []
+    for model, rows in results["models"].items():
+        best = min(("step", "scan"), key=lambda i: rows[i]["seconds_per_epoch"])
+        if "torch" in rows and model in SPEEDUP_TARGETS:
+            checks.append({"target": f"{model}: dlrun ({best}) >= {SPEEDUP_TARGETS[model]}x PyTorch per epoch",
+                           "measured": rows[best]["speedup_vs_torch"], "met": rows[best]["speedup_vs_torch"] >= SPEEDUP_TARGETS[model]})
+        checks.append({"target": f"{model}: compile <= 2 s ({best})", "measured": rows[best]["compile_seconds"],
+                       "met": rows[best]["compile_seconds"] <= 2.0})
+        if model == "mlp":
+            checks.append({"target": "mlp: >= 70% of the matmul peak", "measured": rows[best]["fraction_of_peak"],
+                           "met": rows[best]["fraction_of_peak"] >= 0.7})
+            checks.append({"target": "mlp: peak memory <= 1.5 GB", "measured": rows[best]["peak_rss_mb"],
+                           "met": rows[best]["peak_rss_mb"] <= 1536})
+    if "cli" in results:
+        checks.append({"target": "dlrun --help < 0.5 s", "measured": results["cli"]["help_seconds"],
+                       "met": results["cli"]["help_seconds"] < 0.5})
+    return checks
+
+
+def to_markdown(results: dict) -> str:
+    v = results["versions"]
+    lines = [f"# Training speed: {results['machine']}, {results['date']}", "",
+             f"{results['device']} ({results['backend']}, {results['cpu_count']} cores), "
+             + ", ".join(f"{k} {val}" for k, val in v.items())
+             + f". Fashion-MNIST {results['num_train']} training images, batch 256, float32; "
+             f"{results['epochs']} timed epochs after a warm-up, x {results['rounds']} processes per implementation, "
+             f"taking turns. Matmul peak {results['matmul_peak_gflops']:.1f} GFLOP/s.", "",
+             "| model | implementation | s/epoch | compile s | examples/s | peak MB | % of matmul peak | val acc | speed-up vs PyTorch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    names = {"step": "dlrun per-step", "scan": "dlrun whole-epoch (scan)", "torch": "PyTorch eager (book style)"}
+    for model, rows in results["models"].items():
+        for impl, r in rows.items():
+            frac = f"{100 * r['fraction_of_peak']:.0f}%" if "fraction_of_peak" in r else "-"
+            speed = f"{r['speedup_vs_torch']:.2f}x" if "speedup_vs_torch" in r else "-"
+            lines.append(f"| {model} | {names[impl]} | {r['seconds_per_epoch']:.3f} | {r['compile_seconds']:.2f} | "
+                         f"{r['examples_per_second']:,.0f} | {r['peak_rss_mb']:.0f} | {frac} | {r['val_acc']:.3f} | {speed} |")
+    if "cli" in results:
+        c = results["cli"]
+        lines += ["", f"`dlrun --help`: {c['help_seconds']:.2f} s. `dlrun train configs/mlp.yaml` for one epoch: "
+                  f"{c['train_wall_seconds']:.2f} s wall, of which {c['train_fixed_overhead_seconds']:.2f} s outside the epoch "
+                  f"(imports, data, {c['train_compile_seconds']:.2f} s compiling, evaluation, files)."]
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['measured']:.3g} | {'yes' if t['met'] else 'no'} |" for t in results["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The PyTorch reference: each benchmark model written the way the book writes it (eager,
+`nn.Sequential`, `torch.optim.SGD`, `nn.CrossEntropyLoss`), trained on tensors already in memory
+so that only the training loop is compared. Imported only when torch is installed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def build(model: str) -> nn.Module:
+    """D2L 3.7 (softmax regression), 4.3 (MLP 784-256-10) and 6.6 (LeNet) with the book's inits."""
+    if model == "softmax":
+        net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    elif model == "mlp":
+        net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    elif model == "lenet":
+        net = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+            nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
+            nn.Linear(120, 84), nn.Sigmoid(),
+            nn.Linear(84, 10),
+        )  # fmt: skip
+    else:
+        raise ValueError(f"no PyTorch reference for model '{model}'")
+
+    def init(m):
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            if model == "lenet":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+    net.apply(init)
+    return net
+
+
+def run(model: str, lr: float, batch_size: int, epochs: int, x_train, y_train, x_val, y_val, seed: int = 0) -> dict:
+    """One warm-up epoch, then `epochs` timed ones; x as NHWC numpy (moved to NCHW tensors here)."""
+    torch.manual_seed(seed)
+    net = build(model)
+    x = torch.from_numpy(np.ascontiguousarray(x_train.transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(y_train.astype(np.int64))
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    n_batches = len(x) // batch_size
+    seconds = []
+    for epoch in range(epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(x))
+        total_loss = torch.zeros(())
+        for i in range(n_batches):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            loss = loss_fn(net(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach()
+        float(total_loss)  # the epoch's loss reaches the host once, as dlrun's does
+        if epoch > 0:  # epoch 0 is the warm-up
+            seconds.append(time.perf_counter() - t0)
+    net.eval()
+    with torch.no_grad():
+        logits = net(torch.from_numpy(np.ascontiguousarray(x_val.transpose(0, 3, 1, 2))))
+        val_acc = float((logits.argmax(1).numpy() == y_val).mean())
+    return {"epoch_seconds": seconds, "compile_seconds": 0.0, "val_acc": val_acc, "torch": torch.__version__, "threads": torch.get_num_threads()}
