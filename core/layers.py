@@ -65,6 +65,10 @@ def dense(
     return Layer("dense", init, apply)
 
 
+def _out_size(size: int, window: int, padding: int, stride: int) -> int:
+    return (size + 2 * padding - window) // stride + 1
+
+
 def conv2d(
     features: int,
     kernel: int,
@@ -80,8 +84,7 @@ def conv2d(
 
     def init(key, in_shape):
         h, w, c_in = in_shape
-        out_h, out_w = ((d + 2 * padding - kernel) // stride + 1 for d in (h, w))
-        # fan-in/fan-out of an HWIO kernel, as the initialisers expect (receptive field included)
+        out_h, out_w = (_out_size(d, kernel, padding, stride) for d in (h, w))
         params = {"w": w_init(key, (kernel, kernel, c_in, features), jnp.float32), "b": b_init(key, (features,), jnp.float32)}
         return (out_h, out_w, features), params
 
@@ -97,7 +100,7 @@ def pool2d(kind: C.PoolKind, window: int = 2, stride: int | None = None, padding
 
     def init(key, in_shape):
         h, w, c = in_shape
-        return ((h + 2 * padding - window) // step + 1, (w + 2 * padding - window) // step + 1, c), {}
+        return (_out_size(h, window, padding, step), _out_size(w, window, padding, step), c), {}
 
     def apply(params, x, *, key=None, train=False):
         return C.pool2d(x, kind, window, stride, padding)
