@@ -57,57 +57,27 @@ def load_cfg(model: str, args) -> object:
 
 
 def run_dlrun(cfg, data, loop: str, epochs: int) -> dict:
-    """dlrun's training path exactly as `core.train` runs it, minus checkpoints and files."""
+    """dlrun's training path exactly as `dlrun train` runs it (`core.training.train`), into a
+    temporary run directory, checkpointing only at the end; seconds per epoch from its rows."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
 
-    from dlrun.core.losses import CLASSIFICATION_LOSSES, LOSSES
-    from dlrun.core.models import build_model
-    from dlrun.core.optimizers import build_optimizer
-    from dlrun.core.steps import Arrays, epoch_order, init_state, make_batch_fn, make_epoch_fn, make_eval_fn, make_train_step, pad_for_eval
+    from dlrun.core.report.progress import make_reporter
+    from dlrun.core.training.setup import build_setup, start_state, train_arrays
+    from dlrun.core.training.state import take
+    from dlrun.core.training.train import train
 
-    n, bs = len(data.x_train), cfg.data.batch_size
-    steps = n // bs
-    model = build_model(cfg.model, data.input_shape, data.output_dim)
-    optimizer = build_optimizer(cfg.optimizer, steps, cfg.trainer.epochs)
-    init_key, order_key, step_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
-    state = init_state(model, optimizer, init_key)
-    train_data = Arrays(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
-    train_step = make_train_step(model, LOSSES[cfg.loss.name], optimizer, cfg.loss.name in CLASSIFICATION_LOSSES)
-    order_fn = jax.jit(epoch_order, static_argnums=(2, 3))
-    order = order_fn(order_key, 0, n, bs)
-
-    t0 = time.perf_counter()
-    if loop == "scan":
-        fn = jax.jit(make_epoch_fn(train_step), donate_argnums=0).lower(state, train_data, order, step_key).compile()
-    else:
-        fn = jax.jit(make_batch_fn(train_step), donate_argnums=0).lower(state, train_data, order, jnp.int32(0), step_key).compile()
-    compile_seconds = time.perf_counter() - t0
-    x0, y0 = train_data.x[:bs], train_data.y[:bs]
-    cost = jax.jit(train_step).lower(state, x0, y0, step_key).compile().cost_analysis()
+    cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(
+        update={"loop": loop, "epochs": epochs + 1, "checkpoint_every": 0, "progress": "none"})})
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(cfg, Path(tmp) / "run", data=data, plot=False, reporter=make_reporter("none", 0, ""))
+    setup = build_setup(cfg, data)
+    state, keys = start_state(setup, jax.random.PRNGKey(cfg.seed))
+    batch = take(train_arrays(data), jax.numpy.arange(setup.batch_size))
+    cost = jax.jit(setup.train_step).lower(state, batch, keys["step"]).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost  # older jax returns one dict per device
-    flops_per_step = float(cost.get("flops", 0.0))
-
-    seconds = []
-    for epoch in range(epochs + 1):  # epoch 0: warm-up
-        t = time.perf_counter()
-        order = order_fn(order_key, epoch, n, bs)
-        if loop == "scan":
-            state, metrics = fn(state, train_data, order, step_key)
-            metrics = jax.device_get(metrics)
-        else:
-            per_batch = []
-            for i in range(steps):
-                state, m = fn(state, train_data, order, jnp.int32(i), step_key)
-                per_batch.append(m)
-            metrics = jax.device_get(per_batch)
-        if epoch:
-            seconds.append(time.perf_counter() - t)
-    val, mask = pad_for_eval(Arrays(jnp.asarray(data.x_val), jnp.asarray(data.y_val)), min(1024, len(data.x_val)))
-    val_metrics = jax.jit(make_eval_fn(model, LOSSES[cfg.loss.name], True))(state.params, state.model_state, val, mask)
-    return {"epoch_seconds": seconds, "compile_seconds": compile_seconds, "flops_per_epoch": flops_per_step * steps,
-            "val_acc": float(np.asarray(val_metrics["acc"])), "loop": loop}
+    return {"epoch_seconds": [r["seconds"] for r in result.rows[1:]], "compile_seconds": result.summary["compile_seconds"],
+            "flops_per_epoch": float(cost.get("flops", 0.0)) * setup.steps_per_epoch,
+            "val_acc": result.summary["val/acc"], "loop": loop}
 
 
 def worker(args) -> None:
@@ -130,7 +100,6 @@ def worker(args) -> None:
 def matmul_peak() -> None:
     """This machine's float32 matmul rate: the best of 10 timed 2048^3 products."""
     import jax
-    import jax.numpy as jnp
 
     n = 2048
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n))

@@ -1,7 +1,7 @@
 """Sweep benchmark: 16 trials (4 learning rates x 4 seeds), vectorised versus one after another.
 
 Both run in this process on the same data, each trial exactly as `dlrun sweep` would run it:
-vectorised, the 16 trials are one `core.vtrain` group (one compile, one program); sequentially,
+vectorised, the 16 trials are one `core.training.vectorised` group (one compile, one program); sequentially,
 each trial is a `core.train.train` run (its own compile and per-epoch checkpoints, as in
 `dlrun sweep --no-vectorize`). Neither draws per-trial plots, as a sweep does by default. The two are interleaved (`--rounds`) because these machines drift.
 
@@ -24,12 +24,11 @@ from datetime import date
 from pathlib import Path
 
 import jax
-
 from dlrun.core.config import load_config
 from dlrun.core.data import load_dataset
-from dlrun.core.progress import make_reporter
-from dlrun.core.train import train
-from dlrun.core.vtrain import train_chunks
+from dlrun.core.report.progress import make_reporter
+from dlrun.core.training.train import train
+from dlrun.core.sweep.groups import train_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"softmax": ROOT / "configs/softmax.yaml", "mlp": ROOT / "configs/mlp.yaml"}

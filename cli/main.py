@@ -1,7 +1,8 @@
 """The `dlrun` command line. Each command parses its arguments and calls one core function.
 
 JAX is imported inside the commands that train, so `dlrun --help` and `dlrun list` start fast.
-Exit codes: 0 success, 1 a run that failed (divergence, missing data), 2 a config or usage error.
+Exit codes (`core.errors`): 0 success, 2 a config, data or usage error, 1 a run that diverged or
+an internal error (a bug), 130 an interrupted run (resumable).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
 from dlrun.cli import sweep as sweep_commands
-from dlrun.core.config import ConfigError, header_comment, load_config, to_yaml
+from dlrun.cli.errors import fail, guarded
+from dlrun.core.config import header_comment, load_config, to_yaml
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,20 +29,22 @@ SetOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=code)
-
-
 def _load(config: Path, overrides: list[str] | None):
-    try:
+    with guarded():
         return load_config(config, overrides or [])
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Print the traceback of an internal error.")] = False,
+) -> None:
+    ctx.obj = {"debug": debug}
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Argument(help="A YAML experiment config, e.g. configs/mlp.yaml.")] = None,
     overrides: SetOpt = None,
     *,
@@ -51,40 +54,28 @@ def train(
     ] = None,
 ) -> None:
     """Train the model a config describes; write metrics, checkpoints, summary and curves to a run directory."""
-    from dlrun.core.outputs import RunDirError, new_run_dir
+    from dlrun.core.report.outputs import new_run_dir
+    from dlrun.core.training.train import resume_config
+    from dlrun.experiments import experiment_for, run_config
 
-    if resume is not None:
-        if config is not None or out is not None:
-            raise _fail("--resume RUN_DIR takes the config from the run directory; give no CONFIG or --out", 2)
-        from dlrun.core.train import resume_config
-
-        try:
-            cfg = resume_config(resume, overrides or [])
-        except ConfigError as err:
-            raise _fail(str(err), 2) from None
-        run_dir, source = resume, str(resume / "config.yaml")
-    else:
-        if config is None:
-            raise _fail("give a CONFIG to train, or --resume RUN_DIR", 2)
-        cfg = _load(config, overrides)
-        source = str(config)
-    experiment = _experiment(cfg, source)
-    from dlrun.core.train import train as run_training  # import JAX before the run directory exists
-
-    if resume is None:
-        try:
-            run_dir = new_run_dir(cfg.name, out)
-        except RunDirError as err:
-            raise _fail(str(err), 2) from None
-    typer.echo(f"run directory: {run_dir}")
-    if experiment is not None:
+    with guarded(ctx):
         if resume is not None:
-            raise _fail(f"experiment '{cfg.experiment.name}' cannot be resumed; start it again", 2)
-        summary = _run_guarded(lambda: experiment(cfg, run_dir, source), run_dir)
+            if config is not None or out is not None:
+                raise fail("--resume RUN_DIR takes the config from the run directory; give no CONFIG or --out", 2)
+            cfg, source = resume_config(resume, overrides or []), str(resume / "config.yaml")
+        elif config is None:
+            raise fail("give a CONFIG to train, or --resume RUN_DIR", 2)
+        else:
+            cfg, source = load_config(config, overrides or []), str(config)
+        experiment = experiment_for(cfg, source)
+        run_dir = resume if resume is not None else new_run_dir(cfg.name, out)
+    typer.echo(f"run directory: {run_dir}")
+    with guarded(ctx, run_dir, resume_hint=f"dlrun train --resume {run_dir}"):
+        summary = run_config(cfg, run_dir, resume=resume is not None, source=source)
+    if experiment is not None:
         typer.echo(f"done: {_headline(summary)}\noutputs: {run_dir}")
         return
-    result = _run_guarded(lambda: run_training(cfg, run_dir, resume=resume is not None), run_dir)
-    s = result.summary
+    s = summary
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in s.items() if "/" in k)
     typer.echo(
         f"done: {metrics}\n"
@@ -92,41 +83,6 @@ def train(
         f"compile {s['compile_seconds']:.2f} s, on {s['device']}\n"
         f"outputs: {run_dir}/{{config.yaml,metrics.csv,summary.json,curves.png,checkpoints/}}"
     )
-
-
-def _run_guarded(fn, run_dir: Path):
-    """Run a training function, turning every expected failure into a message and an exit code."""
-    from dlrun.core.checkpoint import CheckpointError
-    from dlrun.core.data import DataError
-    from dlrun.core.datadir import DataNotFoundError
-    from dlrun.core.outputs import RunDirError
-    from dlrun.core.train import TrainingDiverged, TrainingInterrupted
-
-    try:
-        return fn()
-    except (ConfigError, RunDirError, CheckpointError) as err:
-        raise _fail(str(err), 2) from None
-    except ValueError as err:  # semantic config problems found once the data is known
-        raise _fail(f"{err}", 2) from None
-    except (DataNotFoundError, DataError, TrainingDiverged) as err:
-        raise _fail(str(err), 1) from None
-    except TrainingInterrupted as err:
-        typer.secho(f"interrupted: {err}; checkpoint written. Resume with:\n  dlrun train --resume {run_dir}", err=True)
-        raise typer.Exit(code=130) from None
-    except OSError as err:
-        raise _fail(f"cannot write the run in {run_dir}: {err.strerror or err} ({err.filename or run_dir})", 1) from None
-
-
-def _experiment(cfg, config):
-    """The experiment module's `run` for `experiment.name`, or None for the generic loop."""
-    if cfg.experiment.name == "train":
-        return None
-    from dlrun.experiments import EXPERIMENTS
-
-    if cfg.experiment.name not in EXPERIMENTS:
-        valid = ", ".join(["train", *sorted(EXPERIMENTS)])
-        raise _fail(f"{config}: experiment.name: unknown experiment '{cfg.experiment.name}'; expected one of: {valid}", 2)
-    return EXPERIMENTS[cfg.experiment.name]
 
 
 def _headline(summary: dict) -> str:
@@ -137,8 +93,11 @@ def _headline(summary: dict) -> str:
 @app.command("show-config")
 def show_config(config: ConfigArg, overrides: SetOpt = None) -> None:
     """Print the resolved config (defaults, base files and --set overrides applied) as YAML."""
+    from dlrun.experiments import experiment_for
+
     cfg = _load(config, overrides)
-    _experiment(cfg, config)
+    with guarded():
+        experiment_for(cfg, str(config))
     typer.echo(to_yaml(cfg), nl=False)
 
 
@@ -148,10 +107,10 @@ def list_configs(
 ) -> None:
     """List the configs in a directory, one line each with the book section they reproduce."""
     if not directory.is_dir():
-        raise _fail(f"{directory}: no such directory of configs (run from the project root or name it)", 2)
+        raise fail(f"{directory}: no such directory of configs (run from the project root or name it)", 2)
     paths = sorted(p for p in directory.rglob("*.yaml") if p.is_file())
     if not paths:
-        raise _fail(f"{directory}: holds no .yaml configs", 2)
+        raise fail(f"{directory}: holds no .yaml configs", 2)
     width = max(len(str(p.relative_to(directory))) for p in paths)
     for path in paths:
         lines = header_comment(path)
@@ -161,6 +120,7 @@ def list_configs(
 
 @app.command()
 def gradcheck(
+    ctx: typer.Context,
     config: ConfigArg,
     overrides: SetOpt = None,
     *,
@@ -175,14 +135,10 @@ def gradcheck(
     import jax
 
     jax.config.update("jax_enable_x64", True)  # finite differences need float64
-    from dlrun.core.data import DataError
-    from dlrun.core.datadir import DataNotFoundError
-    from dlrun.core.gradcheck import gradcheck as check
+    from dlrun.core.training.gradcheck import gradcheck as check
 
-    try:
+    with guarded(ctx):
         result = check(cfg, per_leaf=per_leaf)
-    except (DataNotFoundError, DataError) as err:
-        raise _fail(str(err), 1) from None
     for row in result.rows:
         typer.echo(
             f"{row['param']:<22} {str(row['index']):<12} autodiff {row['autodiff']:+.10e}  "

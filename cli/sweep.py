@@ -7,31 +7,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-from dlrun.core.config import Config, ConfigError
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=code)
-
-
-def run_trial(cfg: Config, run_dir: Path, stop_epoch: int | None, plot: bool = False) -> dict:
-    """A trial that is not vectorised: the generic loop, or the config's experiment module."""
-    if cfg.experiment.name == "train":
-        from dlrun.core.sweep import run_single
-
-        return run_single(cfg, run_dir, stop_epoch, plot)
-    from dlrun.experiments import EXPERIMENTS
-
-    if cfg.experiment.name not in EXPERIMENTS:
-        raise ConfigError(f"experiment.name: unknown experiment '{cfg.experiment.name}'")
-    return EXPERIMENTS[cfg.experiment.name](cfg, run_dir, str(run_dir / "config.yaml"))
+from dlrun.cli.errors import fail, guarded
+from dlrun.core.errors import ConfigError
 
 
 def _spec_from_arguments(target: Path, grid, random, trials, seeds, metric, scheduler, vectorize):
     """A sweep file read and completed by the options, or a spec built from a config and options."""
-    from dlrun.core.sweep_spec import SweepSpec, is_sweep_file, read_spec, split_values
+    from dlrun.core.sweep.spec import SweepSpec, is_sweep_file, read_spec, split_values
 
     params = {}
     for item in grid:
@@ -57,17 +39,17 @@ def _spec_from_arguments(target: Path, grid, random, trials, seeds, metric, sche
         raw["scheduler"] = raw.get("scheduler") or {"name": "halving"}
     if not vectorize:
         raw["vectorize"] = False
+    from dlrun.core.config.messages import describe_errors
     from pydantic import ValidationError
-
-    from dlrun.core.config import _describe
 
     try:
         return SweepSpec.model_validate(raw), base
     except ValidationError as err:
-        raise ConfigError("\n".join(_describe(e, SweepSpec, "command line", {}) for e in err.errors())) from None
+        raise ConfigError(describe_errors(err, SweepSpec, "command line")) from None
 
 
 def sweep(
+    ctx: typer.Context,
     target: Annotated[Optional[Path], typer.Argument(help="A sweep file (configs/sweeps/*.yaml), or a config to sweep with --grid/--random.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a value in every trial: --set trainer.epochs=5.")] = None,
     *,
@@ -86,45 +68,34 @@ def sweep(
     resume: Annotated[Optional[Path], typer.Option(help="Finish the sweep in this directory: skip finished trials.")] = None,
 ) -> None:
     """Run a grid or random search over a config; one table (results.csv/.md) and plots at the end."""
-    from dlrun.core import sweep as core_sweep
-    from dlrun.core.executors import ExecutorError
-    from dlrun.core.outputs import RunDirError
+    from dlrun.core.sweep import plan as sweep_plan
+    from dlrun.core.sweep import run as sweep_run
+    from dlrun.experiments import run_trial
 
     if executor not in ("local", "ray"):
-        raise _fail(f"--executor {executor}: expected 'local' or 'ray'", 2)
+        raise fail(f"--executor {executor}: expected 'local' or 'ray'", 2)
     if scheduler not in (None, "halving"):
-        raise _fail(f"--scheduler {scheduler}: expected 'halving'", 2)
-    try:
+        raise fail(f"--scheduler {scheduler}: expected 'halving'", 2)
+    with guarded(ctx):
         if resume is not None:
             if target is not None or grid or random or overrides:
-                raise _fail("--resume DIR takes everything from the sweep directory; give no TARGET, --grid, --random or --set", 2)
-            plan = core_sweep.load(resume)
+                raise fail("--resume DIR takes everything from the sweep directory; give no TARGET, --grid, --random or --set", 2)
+            plan = sweep_plan.load(resume)
         else:
             if target is None:
-                raise _fail("give a sweep file or a config with --grid/--random, or --resume DIR", 2)
+                raise fail("give a sweep file or a config with --grid/--random, or --resume DIR", 2)
             spec, base = _spec_from_arguments(target, grid or [], random or [], trials, seeds, metric, scheduler, vectorize)
             if dry_run:
                 _print_dry_run(spec, base, overrides or [], str(target))
                 return
-            plan = core_sweep.create(spec, base, overrides or [], str(target), out)
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
-    except (core_sweep.SweepError, ExecutorError, RunDirError) as err:
-        raise _fail(str(err), 2) from None
+            plan = sweep_plan.create(spec, base, overrides or [], str(target), out)
     typer.echo(f"sweep directory: {plan.path} ({len(plan.trials)} trials)")
+    resume_hint = f"dlrun sweep --resume {plan.path}"
     try:
-        df = core_sweep.run(plan, workers=workers, executor=executor, address=address, single=run_trial, echo=typer.echo)
-    except (core_sweep.SweepError, ExecutorError) as err:
-        raise _fail(str(err), 2) from None
-    except RunDirError as err:
-        raise _fail(str(err), 2) from None
+        with guarded(ctx, plan.path, resume_hint=resume_hint):
+            df = sweep_run.run(plan, run_trial, workers=workers, executor=executor, address=address, echo=typer.echo)
     except KeyboardInterrupt:
-        typer.secho(f"interrupted; finished trials are kept. Resume with:\n  dlrun sweep --resume {plan.path}", err=True)
-        raise typer.Exit(code=130) from None
-    except Exception as err:
-        if type(err).__name__ != "TrainingInterrupted":
-            raise
-        typer.secho(f"interrupted; finished trials are kept. Resume with:\n  dlrun sweep --resume {plan.path}", err=True)
+        typer.secho(f"interrupted; finished trials are kept. Resume with:\n  {resume_hint}", err=True)
         raise typer.Exit(code=130) from None
     _print_results(plan.path, df, plan.metric, plan.mode, [k for k in plan.spec.parameters if k != "seed"])
     if (df["status"] == "failed").any():
@@ -132,9 +103,9 @@ def sweep(
 
 
 def _print_dry_run(spec, base: Path, extra: list[str], source: str) -> None:
-    from dlrun.core.sweep import resolve
-    from dlrun.core.sweep_spec import _short, metric_and_mode
-    from dlrun.core.vtrain import group_key
+    from dlrun.core.sweep.groups import group_key
+    from dlrun.core.sweep.plan import resolve
+    from dlrun.core.sweep.spec import _short, metric_and_mode
 
     trials, configs = resolve(spec, base, extra, source)
     groups: dict[str, int] = {}
@@ -148,7 +119,7 @@ def _print_dry_run(spec, base: Path, extra: list[str], source: str) -> None:
 
 
 def _print_results(path: Path, df, metric: str, mode: str, params: list[str]) -> None:
-    from dlrun.core.compare import by_setting
+    from dlrun.core.report.compare import by_setting
 
     table = by_setting(df, params, metric, mode)
     counts = df["status"].value_counts().to_dict()
@@ -170,12 +141,12 @@ def compare(
     out: Annotated[Optional[Path], typer.Option(help="Where to write the table and plots (default: the sweep directory, or outputs/compare-<time>).")] = None,
 ) -> None:
     """Compare finished runs: one table (results.csv/.md) and plots of their curves and settings."""
-    from dlrun.core import compare as core_compare
-    from dlrun.core import sweep as core_sweep
+    from dlrun.core.report import compare as core_compare
+    from dlrun.core.sweep import plan as sweep_plan
 
-    try:
-        if len(paths) == 1 and (paths[0] / core_sweep.SWEEP_FILE).is_file():
-            plan = core_sweep.load(paths[0])
+    with guarded():
+        if len(paths) == 1 and (paths[0] / sweep_plan.SWEEP_FILE).is_file():
+            plan = sweep_plan.load(paths[0])
             runs = [core_compare.load_run(d, name=d.name) for d in plan.dirs]
             params = [k for k in plan.spec.parameters if k != "seed"]
             metric, mode = metric or plan.metric, plan.mode if metric in (None, plan.metric) else _mode(metric)
@@ -187,8 +158,6 @@ def compare(
             mode = _mode(metric)
             target = out or Path("outputs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
             title = "comparison"
-    except (core_compare.CompareError, core_sweep.SweepError, ConfigError) as err:
-        raise _fail(str(err), 2) from None
     target.mkdir(parents=True, exist_ok=True)
     df = core_compare.write_report(target, runs, params, metric, mode, title)
     typer.echo(core_compare.markdown(df, params, metric, mode, title).split("## All trials")[0].rstrip())

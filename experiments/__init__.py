@@ -1,24 +1,84 @@
-"""Experiment families that need more than the generic training loop.
+"""Experiment families that need more than the generic training loop, and the one place that
+decides which procedure runs a config.
 
-A config selects one with `experiment: {name: ..., <options>}`; `dlrun train` then calls
-`run(cfg, run_dir, source) -> summary`, which composes `dlrun.core` pieces, validates its own
-options (`core.config.validate_options`) and writes the run directory with `core.outputs`.
+A config selects an experiment with `experiment: {name: ..., <options>}`; its module's
+`run(cfg, run_dir, source) -> summary` validates its own options
+(`core.config.validate_options`), prepares data, trains every model it needs through
+`core.training.train` (the one loop) and adds its own report and pictures. `experiment.name:
+train` (the default) is the generic loop itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-from dlrun.core.config import Config
+from pydantic import BaseModel
+
+from dlrun.core.config import Config, validate_options
+from dlrun.core.errors import ConfigError
 
 from . import distribution_shift, initialization, kaggle_house, polynomial
 
-Experiment = Callable[[Config, Path, str], dict[str, Any]]
+
+class Experiment(NamedTuple):
+    run: Callable[[Config, Path, str], dict[str, Any]]
+    options: type[BaseModel]  # the keys beside `experiment.name`, validated before anything is written
+
 
 EXPERIMENTS: dict[str, Experiment] = {
-    "polynomial_degrees": polynomial.run,
-    "initialization": initialization.run,
-    "distribution_shift": distribution_shift.run,
-    "kaggle_house": kaggle_house.run,
+    "polynomial_degrees": Experiment(polynomial.run, polynomial.DegreeOptions),
+    "initialization": Experiment(initialization.run, initialization.InitOptions),
+    "distribution_shift": Experiment(distribution_shift.run, distribution_shift.DistributionShiftOptions),
+    "kaggle_house": Experiment(kaggle_house.run, kaggle_house.KaggleHouseOptions),
 }
+
+
+def experiment_for(cfg: Config, source: str = "config") -> Experiment | None:
+    """The experiment module's `run` for `experiment.name`, or None for the generic loop.
+
+    Raises:
+        ConfigError: an unknown experiment name (the message lists the valid ones).
+    """
+    name = cfg.experiment.name
+    if name == "train":
+        return None
+    if name not in EXPERIMENTS:
+        valid = ", ".join(["train", *sorted(EXPERIMENTS)])
+        raise ConfigError(f"{source}: experiment.name: unknown experiment '{name}'; expected one of: {valid}")
+    validate_options(EXPERIMENTS[name].options, cfg, source)
+    return EXPERIMENTS[name]
+
+
+def run_config(cfg: Config, run_dir: str | Path, *, resume: bool = False, source: str = "config",
+               stop_epoch: int | None = None, plot: bool = True, reporter=None) -> dict[str, Any]:
+    """Run a config as it asks (the generic loop or its experiment) into `run_dir`; the summary.
+
+    Raises:
+        ConfigError: an unknown experiment, or resuming or stopping early an experiment (which
+            runs whole); and whatever `train` raises.
+    """
+    experiment = experiment_for(cfg, source)
+    if experiment is None:
+        from dlrun.core.training.train import train
+
+        return train(cfg, run_dir, resume=resume, stop_epoch=stop_epoch, plot=plot, reporter=reporter).summary
+    if resume or stop_epoch is not None:
+        raise ConfigError(f"{source}: experiment '{cfg.experiment.name}' runs whole; it cannot be resumed or stopped at an epoch")
+    from dlrun.core.config import to_yaml
+    from dlrun.core.report import outputs
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with outputs.RunLock(run_dir):
+        outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+        return experiment.run(cfg, run_dir, source)
+
+
+def run_trial(cfg: Config, run_dir: Path, stop_epoch: int | None, plot: bool = False) -> dict[str, Any]:
+    """A sweep trial that is not vectorised: resumes from its checkpoint if it has one."""
+    from dlrun.core.report.progress import make_reporter
+
+    experiment = experiment_for(cfg)
+    return run_config(cfg, run_dir, resume=experiment is None, stop_epoch=stop_epoch, plot=plot,
+                      reporter=make_reporter("none", 0, cfg.name), source=str(run_dir / "config.yaml"))

@@ -18,7 +18,6 @@ only difference between the two.
 
 from __future__ import annotations
 
-import io
 import time
 from functools import partial
 from pathlib import Path
@@ -29,14 +28,22 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dlrun.core import outputs
-from dlrun.core.config import Config, ConfigError, OptimizerConfig, SoftmaxRegressionModel, to_yaml, validate_options
+from dlrun.core.config import (
+    Config,
+    ConfigError,
+    ExperimentConfig,
+    OptimizerConfig,
+    SoftmaxRegressionModel,
+    validate_options,
+)
 from dlrun.core.data import Dataset, load_dataset
-from dlrun.core.losses import cross_entropy
-from dlrun.core.models import Model, build_model
-from dlrun.core.optimizers import build_optimizer
-from dlrun.core.steps import Arrays, epoch_order, init_state, make_epoch_fn, make_train_step, pad_for_eval
-from dlrun.core.train import TrainingDiverged
+from dlrun.core.report import outputs
+from dlrun.core.training.state import Arrays
+from dlrun.core.training.steps import pad_for_eval
+from dlrun.core.training.train import train
+
+from .shift_plots import shift_plot
+from .shift_stats import confusion_matrix, estimate_target_prior, sample_by_prior
 
 
 class Options(BaseModel):
@@ -110,7 +117,6 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
                           f"'cross_entropy', found '{cfg.loss.name}'")  # fmt: skip
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
     t_start = time.perf_counter()
     data = load_dataset(cfg.data, cfg.seed)
     if data.num_classes is None:
@@ -119,9 +125,9 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
     key = jax.random.PRNGKey(cfg.seed)
     results: dict[str, ShiftResult] = {}
     if opts.kind in ("covariate", "both"):
-        results["covariate"] = covariate_shift(cfg, opts.covariate, data, rng, jax.random.fold_in(key, 1), source)
+        results["covariate"] = covariate_shift(cfg, opts.covariate, data, rng, jax.random.fold_in(key, 1), source, run_dir)
     if opts.kind in ("label", "both"):
-        results["label"] = label_shift(cfg, opts.label, data, rng, jax.random.fold_in(key, 2), source)
+        results["label"] = label_shift(cfg, opts.label, data, rng, jax.random.fold_in(key, 2), source, run_dir)
 
     summary = {k: v for r in results.values() for k, v in r.summary.items()}
     summary = {k: summary[k] for k in HEADLINE if k in summary} | summary  # `dlrun train` prints the first ones
@@ -132,14 +138,14 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
     }
     outputs.write_metrics(run_dir / "metrics.csv", [row for r in results.values() for row in r.rows])
     outputs.write_json(run_dir / "summary.json", summary)
-    outputs.write_atomic(run_dir / "shift.png", plot({k: r.plot for k, r in results.items()}, title=cfg.name))
+    outputs.write_atomic(run_dir / "shift.png", shift_plot({k: r.plot for k, r in results.items()}, title=cfg.name))
     return summary
 
 
 # ----------------------------------------------------------------------- covariate shift
 
 
-def covariate_shift(cfg: Config, opts: CovariateOptions, data: Dataset, rng, key, source: str) -> ShiftResult:
+def covariate_shift(cfg: Config, opts: CovariateOptions, data: Dataset, rng, key, source: str, run_dir: Path) -> ShiftResult:
     """D2L 4.9.3.2 on a training set drawn with a bias on mean brightness; tested on the official
     (unbiased) test split."""
     t0 = time.perf_counter()
@@ -156,19 +162,19 @@ def covariate_shift(cfg: Config, opts: CovariateOptions, data: Dataset, rng, key
     x, y, u = data.x_train[train], data.y_train[train], data.x_train[unlabeled]
 
     # h: logistic regression, i.e. softmax regression with two classes, h = logit(1) - logit(0)
-    disc = build_model(SoftmaxRegressionModel(), data.input_shape, 2)
     xz = np.concatenate([x, u])
     zlabels = np.concatenate([np.zeros(len(x), np.int32), np.ones(len(u), np.int32)])  # z = -1, z = 1
-    fit_disc = make_fitter(disc, OptimizerConfig(lr=opts.discriminator.lr), opts.discriminator.epochs,
-                           cfg.data.batch_size, len(xz))  # fmt: skip
-    params, state, _ = fit_disc(xz, zlabels, None, key)
-    logits = predict(disc, params, state, xz)
+    disc_cfg = cfg.model_copy(update={
+        "model": SoftmaxRegressionModel(), "optimizer": OptimizerConfig(lr=opts.discriminator.lr),
+        "trainer": cfg.trainer.model_copy(update={"epochs": opts.discriminator.epochs})})  # fmt: skip
+    disc = fit(disc_cfg, run_dir / "covariate_discriminator", Dataset(xz, zlabels, xz[:0], zlabels[:0], 2), key)
+    logits = predict(disc, xz)
     h = logits[:, 1] - logits[:, 0]
     # (4.9.6) assumes as many target as training examples; the log of the size ratio makes up for it
     beta = np.minimum(np.exp(h[: len(x)] + np.log(len(x) / len(u))), opts.clip)
 
-    model, train_and_test = classifier_runs(cfg, data, "covariate", x, y, (data.x_val, data.y_val), key)
-    rows = [train_and_test(None)[2], train_and_test(beta)[2]]
+    train_and_test = classifier_runs(cfg, run_dir, data, "covariate", x, y, (data.x_val, data.y_val), key)
+    rows = [train_and_test(None)[1], train_and_test(beta)[1]]
     acc = (rows[0]["test/acc"], rows[1]["test/acc"])
     test_brightness = mean_brightness(data.x_val)
     summary = {
@@ -201,7 +207,7 @@ def mean_brightness(images: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- label shift
 
 
-def label_shift(cfg: Config, opts: LabelOptions, data: Dataset, rng, key, source: str) -> ShiftResult:
+def label_shift(cfg: Config, opts: LabelOptions, data: Dataset, rng, key, source: str, run_dir: Path) -> ShiftResult:
     """D2L 4.9.3.3: estimate the test prior from the confusion matrix, then reweight by q(y)/p(y)."""
     t0 = time.perf_counter()
     k = data.num_classes
@@ -216,13 +222,13 @@ def label_shift(cfg: Config, opts: LabelOptions, data: Dataset, rng, key, source
     p = np.bincount(y, minlength=k) / len(y)
     q_true = np.bincount(y_test, minlength=k) / len(y_test)
 
-    model, train_and_test = classifier_runs(cfg, data, "label", x, y, (x_test, y_test), key)
-    params, state, uncorrected = train_and_test(None)
+    train_and_test = classifier_runs(cfg, run_dir, data, "label", x, y, (x_test, y_test), key)
+    result, uncorrected = train_and_test(None)
     # C on the held-out sample of the training distribution, mu on the (unlabeled) test inputs
-    confusion = confusion_matrix(predict(model, params, state, data.x_train[val]).argmax(1), data.y_train[val], k)
-    mu = np.bincount(predict(model, params, state, x_test).argmax(1), minlength=k) / len(x_test)
+    confusion = confusion_matrix(predict(result, data.x_train[val]).argmax(1), data.y_train[val], k)
+    mu = np.bincount(predict(result, x_test).argmax(1), minlength=k) / len(x_test)
     q_hat = estimate_target_prior(confusion, mu)
-    rows = [uncorrected, train_and_test(q_hat[y] / p[y])[2]]
+    rows = [uncorrected, train_and_test(q_hat[y] / p[y])[1]]
     acc = (rows[0]["test/acc"], rows[1]["test/acc"])
     summary = {
         "label/acc_uncorrected": acc[0],
@@ -240,172 +246,49 @@ def label_shift(cfg: Config, opts: LabelOptions, data: Dataset, rng, key, source
     return ShiftResult(summary, rows, {"p": p, "q": q_true, "q_hat": q_hat, "acc": acc})
 
 
-def sample_by_prior(labels, prior, sizes, rng, split: str, source: str) -> list[np.ndarray]:
-    """Disjoint index sets, the s-th of sizes[s] examples with class proportions `prior`
-    (normalised; counts rounded by largest remainder), drawn without replacement."""
-    prior = np.asarray(prior, np.float64) / np.sum(prior)
-    counts = [_round_counts(prior * n) for n in sizes]
-    picks: list[list[np.ndarray]] = [[] for _ in sizes]
-    for c in range(len(prior)):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        need = sum(int(cnt[c]) for cnt in counts)
-        if need > len(idx):
-            raise ConfigError(
-                f"{source}: experiment.label: the {split} split has {len(idx)} examples of class {c}, "
-                f"but the priors and sizes ask for {need}; lower the sizes or flatten the priors"
-            )
-        start = 0
-        for s, cnt in enumerate(counts):
-            picks[s].append(idx[start : start + cnt[c]])
-            start += cnt[c]
-    return [rng.permutation(np.concatenate(p)) for p in picks]
-
-
-def _round_counts(expected: np.ndarray) -> np.ndarray:
-    counts = np.floor(expected).astype(int)
-    short = int(round(expected.sum())) - counts.sum()
-    counts[np.argsort(counts - expected)[:short]] += 1  # largest remainders first
-    return counts
-
-
-def confusion_matrix(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """C[i, j] = P(y_hat = i | y = j) on a sample of the training distribution: of the examples
-    of true class j, the fraction predicted i. Under label shift P(y_hat | y) is the same on the
-    test distribution, so mu(y_hat) = C q(y) (D2L 4.9.3.3)."""
-    joint = np.zeros((num_classes, num_classes))
-    np.add.at(joint, (predicted, labels), 1.0)
-    return joint / np.maximum(joint.sum(axis=0, keepdims=True), 1.0)
-
-
-def estimate_target_prior(confusion: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Solve C q = mu by least squares, clip to q >= 0 and renormalise (C may be ill-conditioned
-    or mu noisy, so the exact C^-1 mu can leave the simplex)."""
-    q, *_ = np.linalg.lstsq(confusion, mu, rcond=None)
-    q = np.clip(q, 0.0, None)
-    if q.sum() <= 0:
-        raise ValueError("the estimated target prior is zero everywhere; the confusion matrix is degenerate")
-    return q / q.sum()
-
-
 # ---------------------------------------------------------------------- training pieces
 
 
-def classifier_runs(cfg: Config, data: Dataset, shift: str, x, y, test, key):
-    """cfg.model and a `train_and_test(weights) -> (params, model_state, metrics row)` that trains
-    it on (x, y) weighted by `weights` (None: unweighted) and tests its accuracy on test = (x, y).
-    Every call starts from the same initialisation and batch order, so that runs differ only in
-    their weights."""
-    model = build_model(cfg.model, data.input_shape, data.num_classes)
-    fit = make_fitter(model, cfg.optimizer, cfg.trainer.epochs, cfg.data.batch_size, len(x), cfg.loss.l2_penalty)
+def classifier_runs(cfg: Config, run_dir: Path, data: Dataset, shift: str, x, y, test, key):
+    """`train_and_test(weights) -> (Result, metrics row)`: trains `cfg.model` on (x, y) weighted by
+    `weights` (None: unweighted) in `run_dir/<shift>_<uncorrected|corrected>/`, evaluated on
+    test = (x, y). Every call starts from the same initialisation and batch order (`key`), so
+    that runs differ only in their weights."""
 
     def train_and_test(weights):
         t0 = time.perf_counter()
-        params, state, losses = fit(x, y, weights, key)
-        acc = float(np.mean(predict(model, params, state, test[0]).argmax(1) == test[1]))
-        row = {"shift": shift, "corrected": weights is not None, "train_size": len(x), "train/loss": losses[-1],
-               "test/acc": acc, "seconds": time.perf_counter() - t0}  # fmt: skip
-        return params, state, row
+        name = f"{shift}_{'uncorrected' if weights is None else 'corrected'}"
+        result = fit(cfg, run_dir / name, Dataset(x, y, test[0], test[1], data.num_classes), key, weights)
+        acc = float(np.mean(predict(result, test[0]).argmax(1) == test[1]))
+        row = {"shift": shift, "corrected": weights is not None, "train_size": len(x),
+               "train/loss": result.rows[-1]["train/loss"], "test/acc": acc, "seconds": time.perf_counter() - t0}
+        return result, row
 
-    return model, train_and_test
-
-
-def weighted_cross_entropy(logits: jax.Array, labels_and_weights) -> jax.Array:
-    """beta_i l(f(x_i), y_i) per example (4.9.5)."""
-    labels, weights = labels_and_weights
-    return cross_entropy(logits, labels) * weights
+    return train_and_test
 
 
-_epoch_order = jax.jit(epoch_order, static_argnums=(2, 3))
-
-
-def make_fitter(model: Model, opt_cfg: OptimizerConfig, epochs: int, batch_size: int, num_examples: int,
-                l2_penalty: float = 0.0):  # fmt: skip
-    """`fit(x, y, weights, key) -> (params, model_state, per-epoch mean loss)`: `epochs` of
-    minibatch training on `num_examples` examples weighted by `weights` (None: all 1).
-
-    The weights are normalised by their mean, so that the weighted risk keeps the scale (and
-    the learning rate) of the plain one. One compiled epoch serves every call.
-    """
-    batch_size = min(batch_size, num_examples)
-    optimizer = build_optimizer(opt_cfg, num_examples // batch_size, epochs)
-    step = make_train_step(model, weighted_cross_entropy, optimizer, classify=False, l2_penalty=l2_penalty)
-    epoch_fn = jax.jit(make_epoch_fn(step), donate_argnums=0)
-
-    def fit(x, y, weights, key):
-        weights = np.ones(len(x), np.float32) if weights is None else np.asarray(weights, np.float32)
-        data = Arrays(jnp.asarray(x), (jnp.asarray(y), jnp.asarray(weights / weights.mean())))
-        init_key, order_key, step_key = jax.random.split(key, 3)
-        state = init_state(model, optimizer, init_key)
-        losses = []
-        for epoch in range(1, epochs + 1):
-            order = _epoch_order(order_key, epoch, num_examples, batch_size)
-            state, metrics = epoch_fn(state, data, order, step_key)
-            losses.append(float(np.mean(jax.device_get(metrics["loss"]))))
-            if not np.isfinite(losses[-1]):
-                raise TrainingDiverged(f"training loss became {losses[-1]} in epoch {epoch}; try a lower optimizer.lr")
-        return state.params, state.model_state, losses
-
-    return fit
+def fit(cfg: Config, run_dir: Path, data: Dataset, key, weights=None):
+    """Train `cfg`'s model on `data` through the one training loop, minimising the mean of the
+    per-example losses weighted by `weights` (4.9.5), normalised by their mean so that the
+    weighted risk keeps the scale (and the learning rate) of the plain one."""
+    if weights is not None:
+        weights = np.asarray(weights, np.float32)
+        data = data._replace(w_train=weights / weights.mean())
+    sub = cfg.model_copy(update={
+        "name": run_dir.name, "experiment": ExperimentConfig(),
+        "data": cfg.data.model_copy(update={"batch_size": min(cfg.data.batch_size, len(data.x_train))}),
+        "trainer": cfg.trainer.model_copy(update={"progress": "none", "checkpoint_every": 0})})  # fmt: skip
+    return train(sub, run_dir, data=data, key=key, plot=False, splits=None if len(data.x_val) else {})
 
 
 @partial(jax.jit, static_argnums=0)
-def _apply_batches(model: Model, params, model_state, batches: jax.Array) -> jax.Array:
+def _apply_batches(model, params, model_state, batches: jax.Array) -> jax.Array:
     return jax.lax.map(lambda xb: model.apply(params, model_state, xb, train=False)[0], batches)
 
 
-def predict(model: Model, params, model_state, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """The model's outputs (logits) for every row of x, as a host array."""
+def predict(result, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """A trained model's outputs (logits) for every row of x, as a host array."""
     batches, _ = pad_for_eval(Arrays(jnp.asarray(x), jnp.zeros(len(x))), min(batch_size, len(x)))
-    out = np.asarray(_apply_batches(model, params, model_state, batches.x))
+    state = result.state
+    out = np.asarray(_apply_batches(result.setup.model, state.params, state.model_state, batches.x))
     return out.reshape(-1, out.shape[-1])[: len(x)]
-
-
-# --------------------------------------------------------------------------------- plot
-
-
-def plot(plots: dict[str, Any], title: str = "") -> bytes:
-    """Brightness of train vs test and the beta weights (covariate), priors (label), and test
-    accuracy without/with correction, as PNG bytes."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
-
-    panels = (2 if "covariate" in plots else 0) + (1 if "label" in plots else 0) + 1
-    fig = Figure(figsize=(4.2 * panels, 3.6), layout="constrained")
-    axes = list(fig.subplots(1, panels, squeeze=False)[0])
-    if "covariate" in plots:
-        cov = plots["covariate"]
-        ax = axes.pop(0)
-        bins = np.linspace(0, max(cov["train"].max(), cov["test"].max()), 40)
-        ax.hist(cov["train"], bins, density=True, alpha=0.6, label="biased train")
-        ax.hist(cov["test"], bins, density=True, alpha=0.6, label="test")
-        ax.hist(cov["train"], bins, density=True, weights=cov["beta"], histtype="step", color="k",
-                label="train, beta-weighted")  # fmt: skip
-        ax.set(xlabel="mean brightness", ylabel="density", title="covariate shift")
-        ax.legend(fontsize=8)
-        ax = axes.pop(0)
-        ax.hist(cov["beta"], np.geomspace(max(cov["beta"].min(), 1e-4), cov["clip"] * 1.01, 40))
-        ax.axvline(cov["clip"], color="k", linestyle="--", label=f"c = {cov['clip']:g}")
-        ax.set(xscale="log", xlabel="beta = min(exp(h(x)), c)", ylabel="training examples", title="weights")
-        ax.legend(fontsize=8)
-    if "label" in plots:
-        lab = plots["label"]
-        ax = axes.pop(0)
-        k = np.arange(len(lab["p"]))
-        priors = {"train p(y)": lab["p"], "test q(y)": lab["q"], "estimated q": lab["q_hat"]}
-        for i, (name, prior) in enumerate(priors.items()):
-            ax.bar(k + (i - 1) * 0.27, prior, 0.27, label=name)
-        top = 1.35 * max(max(prior) for prior in priors.values())  # room for the legend
-        ax.set(xlabel="class", ylabel="prior", title="label shift", xticks=k, ylim=(0, top))
-        ax.legend(fontsize=8)
-    ax = axes.pop(0)
-    shifts = [s for s in ("covariate", "label") if s in plots]
-    pos = np.arange(len(shifts))
-    for i, name in enumerate(("uncorrected", "corrected")):
-        bars = ax.bar(pos + (i - 0.5) * 0.38, [plots[s]["acc"][i] for s in shifts], 0.38, label=name)
-        ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax.set(xticks=pos, xticklabels=shifts, ylabel="test accuracy", ylim=(0, 1.15), title="correction")
-    ax.legend(loc="upper center", ncols=2, fontsize=8)
-    if title:
-        fig.suptitle(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()

@@ -17,12 +17,18 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from dlrun.core import outputs
-from dlrun.core.config import Config, ExperimentConfig, MLPModel, to_yaml, validate_options
+from dlrun.core.config import (
+    Config,
+    ExperimentConfig,
+    MLPModel,
+    validate_options,
+)
 from dlrun.core.data import load_dataset
-from dlrun.core.losses import LOSSES
-from dlrun.core.models import build_model
-from dlrun.core.train import train
+from dlrun.core.nn.losses import LOSSES
+from dlrun.core.nn.models import build_model
+from dlrun.core.nn.params import weights
+from dlrun.core.report import outputs, progress
+from dlrun.core.training.train import train
 
 
 class InitOptions(BaseModel):
@@ -39,7 +45,6 @@ class InitOptions(BaseModel):
 
 def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
     opts = validate_options(InitOptions, cfg, source)
-    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
     key = jax.random.PRNGKey(cfg.seed)
     summary: dict[str, Any] = {}
 
@@ -52,7 +57,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
     x = jnp.asarray(data.x_train[: opts.grad_batch])
     y = jnp.asarray(data.y_train[: opts.grad_batch])
     combos = list(itertools.product(opts.activations, opts.inits))
-    grad_rows, curves = [], {}
+    grad_rows, curves, notes = [], {}, progress.notes(cfg.trainer.progress)
     for activation, init in combos:
         variant = _variant(cfg, opts, activation, init)
         per_layer = layer_grad_norms(variant, data, x, y, key)
@@ -62,7 +67,8 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
             result = train(variant, run_dir / f"{activation}_{init}", data=data)
             curves[(activation, init)] = result.rows
             summary[f"val/acc/{activation}/{init}"] = result.summary.get("val/acc", float("nan"))
-            print(f"{activation:8s} {init:7s} first-layer grad norm {per_layer[0]:.3e}  val/acc {summary[f'val/acc/{activation}/{init}']:.3f}", flush=True)
+            notes.note(f"{activation:8s} {init:7s} first-layer grad norm {per_layer[0]:.3e}  "
+                       f"val/acc {summary[f'val/acc/{activation}/{init}']:.3f}")
     outputs.write_metrics(run_dir / "grad_norms.csv", grad_rows)
     _save(run_dir / "grad_norms.png", _plot_grad_norms(grad_rows, opts))
     if curves:
@@ -101,15 +107,14 @@ def layer_grad_norms(cfg: Config, data, x: jax.Array, y: jax.Array, key: jax.Arr
     """||dL/dW_l|| for every dense layer l at initialisation, input layer first."""
     model = build_model(cfg.model, data.input_shape, data.output_dim)
     params, model_state = model.init(key)
-    loss_fn = LOSSES[cfg.loss.name]
+    loss_fn = LOSSES[cfg.loss.name].fn
 
     def loss(p):
         out, _ = model.apply(p, model_state, x, train=False)
         return jnp.mean(loss_fn(out, y))
 
-    grads = jax.grad(loss)(params)
-    names = sorted(grads, key=lambda n: int(n.removeprefix("dense")))
-    return [float(jnp.linalg.norm(grads[n]["w"])) for n in names]
+    by_layer = dict(weights(jax.grad(loss)(params)))  # {"dense0/w": ..., "dense1/w": ...}
+    return [float(jnp.linalg.norm(by_layer[f"dense{i}/w"])) for i in range(len(by_layer))]
 
 
 def _axes(size=(5.5, 3.5)):

@@ -15,7 +15,6 @@ summary.json, curves.png (log-RMSE against epoch, one colour per fold) and submi
 from __future__ import annotations
 
 import io
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -26,14 +25,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from dlrun.core import outputs, tabular
-from dlrun.core.config import Config, ConfigError, CSVData, to_yaml, validate_options
-from dlrun.core.data import DataError
-from dlrun.core.losses import CLASSIFICATION_LOSSES, LOSSES
-from dlrun.core.models import build_model
-from dlrun.core.optimizers import build_optimizer
-from dlrun.core.steps import Arrays, TrainState, epoch_order, init_state, make_epoch_fn, make_train_step
-from dlrun.core.train import TrainingDiverged
+from dlrun.core.config import Config, ConfigError, CSVData, ExperimentConfig, validate_options
+from dlrun.core.data import DataError, Dataset, tabular
+from dlrun.core.errors import TrainingDiverged
+from dlrun.core.nn.losses import LOSSES, Metric
+from dlrun.core.report import outputs, progress
+from dlrun.core.training.state import Arrays
+from dlrun.core.training.train import train
 
 BOOK_VAL_LOG_RMSE = (0.16, 0.19)  # D2L 4.10.7: average valid log-RMSE of the linear model, k = 5
 
@@ -54,12 +52,6 @@ class Fit(NamedTuple):
     compile_seconds: float  # 0 when a program compiled for an earlier fold was reused
 
 
-def log_rmse(pred: jax.Array, y: jax.Array, log_target: bool) -> jax.Array:
-    """sqrt(mean((log y_hat - log y)^2)) (D2L 4.10.5). With log targets `pred` and `y` are logs
-    already; otherwise predictions below 1 are clipped to 1 first, as the book does."""
-    if not log_target:
-        pred, y = jnp.log(jnp.clip(pred, 1.0, None)), jnp.log(y)
-    return jnp.sqrt(jnp.mean((pred - y.reshape(pred.shape)) ** 2))
 
 
 def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, Any]:
@@ -68,7 +60,6 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
     _check(cfg, source)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
     t_start = time.perf_counter()
 
     data = cfg.data
@@ -91,16 +82,15 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
         })  # fmt: skip
     # Folds see different categories, so their feature counts differ; zero columns (a category
     # the fold never saw) pad them to one width, which changes no prediction (a zero input adds
-    # nothing and gets no gradient) and lets one compiled program train every fold.
+    # nothing and gets no gradient) and gives every fold the same shapes.
     width = max(split["train"][0].shape[1] for split in splits)
-    fit = make_fit(cfg, len(folds[0][0]), width, source)
     rows: list[dict[str, Any]] = []
     fold_rows: list[dict[str, Any]] = []
+    notes = progress.notes(cfg.trainer.progress)
     try:
         for i, split in enumerate(splits, start=1):
-            result = fit(i, {name: (_pad(x, width), t) for name, (x, t) in split.items()})
+            result = fit(cfg, run_dir / f"fold{i}", i, {name: (_pad(x, width), t) for name, (x, t) in split.items()}, source)
             rows += result.rows
-            stop_if_diverged(result.rows, i)
             final = {k: v for k, v in result.rows[-1].items() if "/" in k}
             fold_rows.append(
                 {"fold": i, **final, "num_train": len(split["train"][1]), "num_val": len(split["val"][1]),
@@ -108,8 +98,7 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
                  "compile_seconds": result.compile_seconds}
             )  # fmt: skip
             outputs.write_metrics(run_dir / "folds.csv", fold_rows)
-            if cfg.trainer.progress != "none":
-                print(f"fold {i}/{opts.k}  " + "  ".join(f"{k} {v:.4f}" for k, v in final.items()), flush=True)
+            notes.note(f"fold {i}/{opts.k}  " + "  ".join(f"{k} {v:.4f}" for k, v in final.items()))
     finally:
         if rows:
             outputs.write_metrics(run_dir / "metrics.csv", rows)
@@ -129,7 +118,7 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
         "compile_seconds": float(per_fold["compile_seconds"].sum()),
     }
     if test_path is not None:
-        summary |= predict_test(cfg, features, y, path, test_path, run_dir / "submission.csv", source)
+        summary |= predict_test(cfg, features, y, path, test_path, run_dir, source)
     summary |= {
         "wall_seconds": time.perf_counter() - t_start,
         "jax_version": jax.__version__,
@@ -164,97 +153,63 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: data.name: kaggle_house reads a CSV table; expected csv, found '{cfg.data.name}'")
     if cfg.data.val_file is not None:
         raise ConfigError(f"{source}: data.val_file: kaggle_house validates by k-fold splits of data.file; remove val_file")
-    if cfg.loss.name in CLASSIFICATION_LOSSES:
+    if LOSSES[cfg.loss.name].classify:
         raise ConfigError(
             f"{source}: loss.name: kaggle_house regresses prices; expected squared_error or mse, found '{cfg.loss.name}'"
         )
 
 
-def make_fit(cfg: Config, num_train: int, num_features: int, source: str):
-    """`fit(fold, splits) -> Fit`: train a fresh model on `splits["train"]` (num_train rows of
-    num_features) for `trainer.epochs` epochs and score every split's log-RMSE after each epoch.
+def log_rmse_metric(log_target: bool) -> Metric:
+    """The log-RMSE as an evaluation metric: per example (log y_hat - log y)^2, averaged, then
+    the root (`log_rmse`)."""
 
-    A whole run (initialisation; each epoch's shuffle, `lax.scan` over its batches and scores)
-    is one program, compiled once per shape of the splits and reused for every fold; on CPU,
-    compiling takes far longer than training these models. `fold` (1..k, 0 for the model on
-    all rows) seeds the initialisation and the shuffles.
+    def squared_log_error(pred: jax.Array, y: jax.Array) -> jax.Array:
+        if not log_target:
+            pred, y = jnp.log(jnp.clip(pred, 1.0, None)), jnp.log(y)
+        return jnp.sum((pred - y.reshape(pred.shape)) ** 2, axis=-1)
+
+    return Metric(squared_log_error, finish=jnp.sqrt)
+
+
+def fit(cfg: Config, run_dir: Path, fold: int, splits: dict[str, tuple[np.ndarray, np.ndarray]], source: str) -> Fit:
+    """Train a fresh model on `splits["train"]` for `trainer.epochs` epochs through the one
+    training loop (in `run_dir`), scoring every split's log-RMSE after each epoch. `fold` (1..k,
+    0 for the model on all rows) seeds the initialisation and the shuffles.
+
+    Raises:
+        ConfigError: a batch larger than a fold's training rows.
     """
-    batch_size, epochs = cfg.data.batch_size, cfg.trainer.epochs
-    if batch_size > num_train:
-        raise ConfigError(f"{source}: data.batch_size ({batch_size}) is larger than a fold's {num_train} training rows")
-    model = build_model(cfg.model, (num_features,), 1)
-    optimizer = build_optimizer(cfg.optimizer, num_train // batch_size, epochs)
-    train_step = make_train_step(model, LOSSES[cfg.loss.name], optimizer, False, cfg.loss.l2_penalty)
-    epoch_fn = make_epoch_fn(train_step)
-
-    def scores(state: TrainState, data: dict[str, Arrays]) -> dict[str, jax.Array]:
-        def score(d: Arrays) -> jax.Array:
-            pred, _ = model.apply(state.params, state.model_state, d.x, train=False)
-            return log_rmse(pred, d.y, cfg.data.log_target)
-
-        return {f"{name}/log_rmse": score(d) for name, d in data.items()}
-
-    # the data are arguments rather than closed-over constants, which XLA would fold slowly
-    def train_all(key: jax.Array, data: dict[str, Arrays]) -> tuple[TrainState, dict[str, jax.Array]]:
-        init_key, order_key, step_key = jax.random.split(key, 3)
-
-        def one_epoch(state, epoch):
-            order = epoch_order(order_key, epoch, num_train, batch_size)
-            state, _ = epoch_fn(state, data["train"], order, step_key)
-            return state, scores(state, data)
-
-        return jax.lax.scan(one_epoch, init_state(model, optimizer, init_key), jnp.arange(1, epochs + 1))
-
-    programs = {}
+    x, y = splits["train"]
+    if cfg.data.batch_size > len(x):
+        raise ConfigError(f"{source}: data.batch_size ({cfg.data.batch_size}) is larger than a fold's {len(x)} training rows")
+    arrays = {name: Arrays(jnp.asarray(a, jnp.float32), jnp.asarray(t.astype(np.float32)[:, None])) for name, (a, t) in splits.items()}
+    data = Dataset(np.asarray(x, np.float32), y.astype(np.float32)[:, None], np.zeros((0, x.shape[1]), np.float32),
+                   np.zeros((0, 1), np.float32), num_classes=None)
+    sub = cfg.model_copy(update={"name": run_dir.name, "experiment": ExperimentConfig(),
+                                 "trainer": cfg.trainer.model_copy(update={"progress": "none", "checkpoint_every": 0})})
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), fold)
+    result = train(sub, run_dir, data=data, key=key, plot=False, splits=arrays,
+                   eval_metrics={"log_rmse": log_rmse_metric(cfg.data.log_target)})
+    rows = [{"fold": fold, "epoch": r["epoch"]} | {k: r[k] for k in r if k.endswith("/log_rmse")} for r in result.rows]
+    state, model = result.state, result.setup.model
     apply = jax.jit(lambda params, model_state, x: model.apply(params, model_state, x, train=False)[0])
-
-    def fit(fold: int, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> Fit:
-        data = {
-            name: Arrays(jnp.asarray(x, jnp.float32), jnp.asarray(y.astype(np.float32)[:, None]))
-            for name, (x, y) in splits.items()
-        }
-        key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), fold)
-        shapes = tuple((name, d.x.shape) for name, d in data.items())
-        compile_seconds = 0.0
-        if shapes not in programs:
-            t0 = time.perf_counter()
-            programs[shapes] = jax.jit(train_all).lower(key, data).compile()
-            compile_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        state, curves = jax.block_until_ready(programs[shapes](key, data))
-        seconds = time.perf_counter() - t0
-        curves = {k: np.asarray(v, np.float64) for k, v in jax.device_get(curves).items()}
-        rows = [{"fold": fold, "epoch": e + 1} | {k: float(v[e]) for k, v in curves.items()} for e in range(epochs)]
-        predict = lambda x: np.asarray(apply(state.params, state.model_state, jnp.asarray(x)))  # noqa: E731
-        return Fit(rows, predict, seconds, compile_seconds)
-
-    return fit
-
-
-def stop_if_diverged(rows: list[dict[str, Any]], fold: int) -> None:
-    """Raise TrainingDiverged at the first epoch whose training log-RMSE is not finite."""
-    for row in rows:
-        if not math.isfinite(row["train/log_rmse"]):
-            where = f"fold {fold}" if fold else "the model trained on all rows"
-            raise TrainingDiverged(
-                f"training log-RMSE became {row['train/log_rmse']} in {where}, epoch {row['epoch']}; "
-                "try a lower optimizer.lr or gradient clipping (optimizer.clip_norm=1.0)"
-            )
+    predict = lambda x: np.asarray(apply(state.params, state.model_state, jnp.asarray(x)))  # noqa: E731
+    return Fit(rows, predict, result.summary["train_seconds"], result.summary["compile_seconds"])
 
 
 def predict_test(
-    cfg: Config, features: pd.DataFrame, y: np.ndarray, path: Path, test_path: Path, out: Path, source: str
+    cfg: Config, features: pd.DataFrame, y: np.ndarray, path: Path, test_path: Path, run_dir: Path, source: str
 ) -> dict[str, Any]:
-    """Train on every row of `path`, price the rows of `test_path` and write `Id,<target>` to
-    `out` (D2L 4.10.8)."""
+    """Train on every row of `path` (in `run_dir/all`), price the rows of `test_path` and write
+    `Id,<target>` to `run_dir/submission.csv` (D2L 4.10.8)."""
+    out = run_dir / "submission.csv"
     data = cfg.data
     test = tabular.read_table(test_path)
     if "Id" not in test.columns:
         raise DataError(f"{test_path}: has no Id column for submission.csv; {tabular.describe_columns(test)}")
     pre = tabular.Preprocessor.fit(features)
     x, x_test = pre.transform(features, str(path)), pre.transform(test, str(test_path))  # extra columns are ignored
-    result = make_fit(cfg, len(x), x.shape[1], source)(0, {"train": (x, y)})
-    stop_if_diverged(result.rows, 0)
+    result = fit(cfg, run_dir / "all", 0, {"train": (x, y)}, source)
     pred = result.predict(x_test)[:, 0].astype(np.float64)
     prices = np.exp(pred) if data.log_target else pred
     if not np.all(np.isfinite(prices)):

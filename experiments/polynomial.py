@@ -9,9 +9,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dlrun.core import outputs
-from dlrun.core.config import Config, ExperimentConfig, PolynomialData, to_yaml, validate_options
-from dlrun.core.train import train
+from dlrun.core.config import (
+    Config,
+    ExperimentConfig,
+    PolynomialData,
+    validate_options,
+)
+from dlrun.core.report import outputs, progress
+from dlrun.core.training.train import train
 
 
 class DegreeOptions(BaseModel):
@@ -27,8 +32,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
         from dlrun.core.config import ConfigError
 
         raise ConfigError(f"{source}: data.name: the polynomial_degrees experiment needs data 'polynomial', found '{cfg.data.name}'")
-    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
-    rows = []
+    rows, notes = [], progress.notes(cfg.trainer.progress)
     for k in opts.num_features:
         trial = cfg.model_copy(
             update={
@@ -41,7 +45,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
         row = {"num_features": k, "degree": k - 1, "train/loss": result.summary["train/loss"], "val/loss": result.summary["val/loss"]}
         rows.append(row)
         outputs.write_metrics(run_dir / "degrees.csv", rows)
-        print(f"num_features {k:2d}  train/loss {row['train/loss']:.4g}  val/loss {row['val/loss']:.4g}", flush=True)
+        notes.note(f"num_features {k:2d}  train/loss {row['train/loss']:.4g}  val/loss {row['val/loss']:.4g}")
     best = min(rows, key=lambda r: r["val/loss"])
     summary = {"best/num_features": best["num_features"], "best/val/loss": best["val/loss"], "runs": rows}
     outputs.write_json(run_dir / "summary.json", summary)

@@ -32,7 +32,7 @@ def key():
 def write_fake_fashion_mnist(directory: Path, n_train: int = 600, n_val: int = 200, seed: int = 0) -> Path:
     """Four IDX files shaped like Fashion-MNIST whose classes are learnable: class c lights up
     a 4-pixel-high band at row 2 * c + 4, on top of noise."""
-    from dlrun.core.idx import write_idx
+    from dlrun.core.data.idx import write_idx
 
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """The benchmark scripts run at a tiny size, so that they cannot rot (their figures are not checked)."""
 
+import pytest
 import json
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 from .conftest import ROOT
 
 
+@pytest.mark.slow
 def test_sweep_benchmark_runs_and_writes_its_figures(tmp_path, fake_fmnist_dir):
     out = tmp_path / "results"
     proc = subprocess.run(
@@ -21,6 +23,7 @@ def test_sweep_benchmark_runs_and_writes_its_figures(tmp_path, fake_fmnist_dir):
     assert figures["trials"] == 4 and figures["ratio"] > 0 and figures["vectorised_trials_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_speed_benchmark_runs_and_writes_its_table(tmp_path, fake_fmnist_dir):
     """Every model through every path at a tiny size; PyTorch's row exactly when torch imports."""
     import importlib.util
@@ -56,12 +59,12 @@ def test_lenet_flops_from_xla_match_a_hand_count():
     for the first layer)."""
     import jax
     import jax.numpy as jnp
-
     from dlrun.core.config import load_config
-    from dlrun.core.losses import LOSSES
-    from dlrun.core.models import build_model
-    from dlrun.core.optimizers import build_optimizer
-    from dlrun.core.steps import init_state, make_train_step
+    from dlrun.core.nn.losses import LOSSES
+    from dlrun.core.nn.models import build_model
+    from dlrun.core.training.optimizers import build_optimizer
+    from dlrun.core.training.state import Arrays, init_state
+    from dlrun.core.training.steps import make_train_step
 
     from .conftest import CONFIGS
 
@@ -69,10 +72,10 @@ def test_lenet_flops_from_xla_match_a_hand_count():
     model = build_model(cfg.model, (28, 28, 1), 10)
     opt = build_optimizer(cfg.optimizer, 10, 1)
     state = init_state(model, opt, jax.random.PRNGKey(0))
-    step = make_train_step(model, LOSSES["cross_entropy"], opt, True)
+    step = make_train_step(model, LOSSES["cross_entropy"].fn, opt, True)
     b = 64
     x, y = jnp.zeros((b, 28, 28, 1)), jnp.zeros((b,), jnp.int32)
-    cost = jax.jit(step).lower(state, x, y, jax.random.PRNGKey(1)).compile().cost_analysis()
+    cost = jax.jit(step).lower(state, Arrays(x, y), jax.random.PRNGKey(1)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     macs = {"conv1": 28 * 28 * 25 * 6, "conv2": 10 * 10 * 150 * 16, "dense": 400 * 120 + 120 * 84 + 84 * 10}
     by_hand = 2 * b * (3 * macs["conv1"] - macs["conv1"] + 3 * macs["conv2"] + 3 * macs["dense"])

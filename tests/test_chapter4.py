@@ -9,12 +9,11 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from dlrun.cli.main import app
 from dlrun.core.config import ConfigError, PolynomialData, load_config
-from dlrun.core.data import polynomial
-from dlrun.core.train import train
+from dlrun.core.data.synthetic import polynomial
+from dlrun.core.training.train import train
+from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 
@@ -105,7 +104,7 @@ def test_l2_penalty_equals_decoupled_weight_decay_for_sgd(tmp_path):
 
 def test_dropout_mlp_learns_and_evaluates_deterministically(tmp_path, fake_fmnist_dir):
     from dlrun.core.data import load_dataset
-    from dlrun.core.models import build_model
+    from dlrun.core.nn.models import build_model
 
     cfg = load_config(CONFIGS / "dropout.yaml", [f"data.dir={fake_fmnist_dir}", "trainer.epochs=4", "data.batch_size=32", "trainer.progress=none"])
     result = train(cfg, tmp_path / "run")
@@ -149,7 +148,7 @@ def test_gradcheck_catches_a_wrong_gradient(restore_x64, monkeypatch):
         diff = pred - y.reshape(pred.shape)
         return bad_mse(pred, y), jnp.mean(4 * diff * dpred, axis=1)  # correct is 2 * diff
 
-    monkeypatch.setitem(__import__("dlrun.core.losses", fromlist=["LOSSES"]).LOSSES, "mse", bad_mse)
+    monkeypatch.setitem(__import__("dlrun.core.nn.losses", fromlist=["LOSSES"]).LOSSES, "mse", bad_mse)
     result = runner.invoke(app, ["gradcheck", str(CONFIGS / "linreg_concise.yaml")])
     assert result.exit_code == 1 and "FAILED" in result.output
 
@@ -157,8 +156,10 @@ def test_gradcheck_catches_a_wrong_gradient(restore_x64, monkeypatch):
 # ---------------------------------------------------------------- 4.8 initialization
 
 
+@pytest.mark.slow
 def test_initialization_experiment(tmp_path, fake_fmnist_dir):
-    from dlrun.experiments.initialization import matrix_product_norms, run as run_init
+    from dlrun.experiments.initialization import matrix_product_norms
+    from dlrun.experiments.initialization import run as run_init
 
     norms = matrix_product_norms(0, 100)
     assert norms[-1] > 1e15 and norms[-1] > 1e10 * norms[0]  # explodes

@@ -2,9 +2,8 @@
 
 import json
 
-from typer.testing import CliRunner
-
 from dlrun.cli.main import app
+from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 
@@ -43,9 +42,9 @@ def test_default_run_directories_never_collide(tmp_path, monkeypatch):
 
 def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("DLRUN_DATA_DIR", raising=False)
-    monkeypatch.setattr("dlrun.core.data.FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "none"))
+    monkeypatch.setattr("dlrun.core.data.fashion_mnist.FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "none"))
     result = runner.invoke(app, ["train", str(CONFIGS / "mlp.yaml"), "--set", f"data.dir={tmp_path}", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "not found" in result.output and "Traceback" not in result.output
 
 
 def test_list_shows_every_config_with_its_section():
@@ -54,3 +53,27 @@ def test_list_shows_every_config_with_its_section():
     lines = result.output.strip().splitlines()
     assert len(lines) == len(list(CONFIGS.rglob("*.yaml")))
     assert any(line.startswith("mlp.yaml") and "D2L 4.2" in line for line in lines)
+
+
+def test_a_bug_is_not_dressed_up_as_a_config_error(tmp_path, monkeypatch):
+    """An exception that is not a DlrunError exits 1, says it is an internal error and keeps
+    the traceback in the run directory (or prints it with --debug)."""
+
+    def broken(*args, **kwargs):
+        raise ValueError("shapes (3,) and (4,) do not align")
+
+    monkeypatch.setattr("dlrun.core.training.train.build_setup", broken)
+    args = ["train", str(CONFIGS / "linreg.yaml"), "--set", "trainer.progress=none"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "internal error" in result.output and "config error" not in result.output
+    assert "ValueError: shapes" in (tmp_path / "r" / "error.log").read_text()
+    debug = runner.invoke(app, ["--debug", *args, "--out", str(tmp_path / "d")])
+    assert debug.exit_code == 1 and "Traceback" in debug.output and not (tmp_path / "d" / "error.log").exists()
+
+
+def test_exit_codes_come_from_the_error_classes():
+    from dlrun.core import errors
+
+    assert errors.ConfigError.exit_code == errors.DataError.exit_code == errors.DataNotFoundError.exit_code == 2
+    assert errors.TrainingDiverged.exit_code == 1 and errors.TrainingInterrupted.exit_code == 130
+    assert all(issubclass(c, errors.DlrunError) for c in (errors.CheckpointError, errors.RunDirError, errors.SweepError))

@@ -4,10 +4,9 @@ import typing
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from dlrun.cli.main import app
 from dlrun.core import config as C
+from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 
@@ -113,10 +112,10 @@ def test_missing_file_is_exit_2():
 def test_config_names_match_the_registries():
     """The names config.py accepts (without importing JAX) are exactly the registries' names."""
     from dlrun.core.data import DATASETS
-    from dlrun.core.layers import ACTIVATIONS
-    from dlrun.core.losses import LOSSES
-    from dlrun.core.models import MODELS, WEIGHT_INITS
-    from dlrun.core.optimizers import OPTIMIZERS, SCHEDULES
+    from dlrun.core.nn.layers import ACTIVATIONS
+    from dlrun.core.nn.losses import LOSSES
+    from dlrun.core.nn.models import MODELS, WEIGHT_INITS
+    from dlrun.core.training.optimizers import OPTIMIZERS, SCHEDULES
 
     def tags(union):
         return {m.model_fields["name"].default for m in typing.get_args(typing.get_args(union)[0])}

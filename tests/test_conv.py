@@ -5,10 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from dlrun.core import conv as C
 from dlrun.core.config import load_config
-from dlrun.core.models import build_model
+from dlrun.core.nn import conv as C
+from dlrun.core.nn.models import build_model
 
 from .conftest import CONFIGS
 

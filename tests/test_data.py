@@ -4,11 +4,12 @@ import gzip
 
 import numpy as np
 import pytest
-
-from dlrun.core import datadir
 from dlrun.core.config import FashionMNISTData, SyntheticRegressionData
-from dlrun.core.data import DataError, fashion_mnist, synthetic_regression
-from dlrun.core.idx import IDXError, parse_idx, read_idx, write_idx
+from dlrun.core.data import DataError
+from dlrun.core.data import files as datadir
+from dlrun.core.data.fashion_mnist import fashion_mnist
+from dlrun.core.data.idx import IDXError, parse_idx, read_idx, write_idx
+from dlrun.core.data.synthetic import synthetic_regression
 
 from .conftest import write_fake_fashion_mnist
 
@@ -89,7 +90,7 @@ def test_search_order_is_config_env_cache_system(tmp_path, monkeypatch):
 
 def test_missing_file_offline_says_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.delenv("DLRUN_DATA_DIR", raising=False)
-    monkeypatch.setattr("dlrun.core.data.FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "not-installed"))
+    monkeypatch.setattr("dlrun.core.data.fashion_mnist.FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "not-installed"))
     with pytest.raises(datadir.DataNotFoundError) as err:
         fashion_mnist(FashionMNISTData(dir=str(tmp_path)), seed=0)
     message = str(err.value)

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from dlrun.core.config import ConfigError, load_config
-from dlrun.core.idx import write_idx
+from dlrun.core.data.idx import write_idx
 from dlrun.experiments import distribution_shift as ds
+from dlrun.experiments import run_config
 
 from .conftest import CONFIGS
 
@@ -25,7 +25,7 @@ SMALL = (  # a few seconds on a CPU
 
 def run(run_dir: Path, *overrides: str) -> dict:
     cfg = load_config(CONFIGS / "distribution_shift.yaml", [*SMALL, *overrides])
-    return ds.run(cfg, run_dir, "distribution_shift.yaml")
+    return run_config(cfg, run_dir, source="distribution_shift.yaml")
 
 
 def write_shifty_fashion_mnist(directory: Path, n_train: int = 8000, n_val: int = 1000, seed: int = 0) -> Path:
@@ -103,6 +103,7 @@ def test_label_shift_correction_estimates_the_prior_and_helps(shifted):
     assert s["label/acc_corrected"] >= s["label/acc_uncorrected"] + 0.2
 
 
+@pytest.mark.slow
 def test_full_fashion_mnist_covariate_correction_helps(tmp_path, real_fmnist_dir):
     """The shipped config's covariate shift on real data, 3 epochs: a clear gain from the weights."""
     real = (f"data.dir={real_fmnist_dir}", "data.batch_size=256", "experiment.covariate.num_unlabeled=10000")

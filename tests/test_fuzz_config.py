@@ -5,12 +5,11 @@ import string
 
 import pytest
 import yaml
+from dlrun.cli.main import app
+from dlrun.core import config as C
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
-
-from dlrun.cli.main import app
-from dlrun.core import config as C
 
 from .conftest import CONFIGS
 
@@ -63,6 +62,7 @@ def check(path, *overrides):
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+@pytest.mark.slow
 @FUZZ
 @given(doc=documents)
 def test_random_documents(tmp_path, doc):
@@ -72,6 +72,7 @@ def test_random_documents(tmp_path, doc):
     check(path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(raw=st.one_of(st.binary(max_size=200), st.text(alphabet=string.printable + "{}[]:-&*!|>'\"%@`\u00e9\u2603", max_size=200)))
 def test_garbage_files(tmp_path, raw):
@@ -81,6 +82,7 @@ def test_garbage_files(tmp_path, raw):
     check(path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     key=st.one_of(st.sampled_from(["optimizer.lr", "model.hidden", "trainer.epochs", "data.batch_size", "model.dropout",

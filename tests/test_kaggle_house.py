@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from dlrun.cli.main import app
 from dlrun.core.config import ConfigError, load_config
-from dlrun.experiments.kaggle_house import fold_indices, run
+from dlrun.experiments import run_config as run
+from dlrun.experiments.kaggle_house import fold_indices
+from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 
@@ -123,14 +123,14 @@ def test_options_and_sections_are_checked(tmp_path, house_files):
         run(kaggle_config("kaggle_house.yaml", train, test, f"data.val_file={test}"), tmp_path / "d")
 
 
-def test_missing_test_file_fails_before_training_with_exit_code_1(tmp_path, house_files):
+def test_missing_test_file_fails_before_training_with_exit_code_2(tmp_path, house_files):
     train, _ = house_files
     result = CliRunner().invoke(
         app,
         ["train", str(CONFIGS / "kaggle_house.yaml"), "--out", str(tmp_path / "run"),
          "--set", f"data.file={train}", "--set", f"experiment.test_file={tmp_path / 'none' / 'test.csv'}"],
     )  # fmt: skip
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "test.csv not found" in result.output
     assert not (tmp_path / "run" / "metrics.csv").exists()
 
@@ -142,6 +142,7 @@ def real_kaggle_dir() -> Path:
     pytest.skip("the Kaggle house files are not in $DLRUN_DATA_DIR")
 
 
+@pytest.mark.slow
 def test_real_kaggle_data_reaches_the_books_log_rmse(tmp_path):
     """D2L 4.10 on the real 1460 houses, as configured (100 epochs are cheap; compiling is not)."""
     data_dir = real_kaggle_dir()

@@ -5,8 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from dlrun.core import layers as L
+from dlrun.core.nn import layers as L
 
 
 def numeric_grad(f, x, eps=1e-6):

@@ -3,8 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from dlrun.core import losses
+from dlrun.core.nn import losses
 
 
 def np_cross_entropy(logits, labels):

@@ -4,9 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from dlrun.core.config import OptimizerConfig, ScheduleConfig
-from dlrun.core.optimizers import build_optimizer, build_schedule
+from dlrun.core.training.optimizers import build_optimizer, build_schedule
 
 
 def one_update(cfg, params, grads):

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from dlrun.cli.main import app
-from dlrun.core import outputs
-from dlrun.core.checkpoint import list_checkpoints
+from dlrun.core.report import outputs
+from dlrun.core.training.checkpoint import list_checkpoints
+from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 
@@ -55,6 +54,7 @@ def reference(tmp_path_factory, fake_fmnist_dir):
     return refs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", ["step", "scan"])
 def test_sigkill_then_resume_gives_the_same_metrics(tmp_path, fake_fmnist_dir, reference, loop):
     out = tmp_path / "run"
@@ -76,6 +76,7 @@ def test_sigkill_then_resume_gives_the_same_metrics(tmp_path, fake_fmnist_dir, r
     assert len(list_checkpoints(out / "checkpoints")) <= 2  # keep_checkpoints
 
 
+@pytest.mark.slow
 def test_sigint_writes_a_checkpoint_and_says_how_to_resume(tmp_path, fake_fmnist_dir, reference):
     out = tmp_path / "run"
     args = train_args(fake_fmnist_dir, out, "--set", "trainer.epochs=6", "--set", "trainer.loop=step")

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from dlrun.cli.main import app
-from dlrun.core import executors
+from dlrun.core.sweep import executors
+from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 
@@ -71,6 +70,7 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path):
     assert "Failed trials" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_resume_after_a_killed_sweep_loses_and_reruns_nothing_finished(tmp_path, fake_fmnist_dir):
     """Kill the sweep once the first group has finished, resume it, and check that the finished
     trials were neither lost nor trained again, and that the rest completed."""
@@ -123,6 +123,7 @@ def test_successive_halving_keeps_the_best_third_at_each_rung(tmp_path, fake_fmn
     assert min(a for a, _ in done) >= max(a for a, _ in pruned)  # the best at the rung went on
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_results_of_one_process(tmp_path, fake_fmnist_dir):
     spec = fmnist_sweep(tmp_path, fake_fmnist_dir, "parameters:\n  optimizer.lr: [0.05, 0.2]\n  model.hidden: [[8], [16]]\n")
     runs = {}
@@ -154,6 +155,7 @@ def _affinity(_):
     return sorted(os.sched_getaffinity(0))
 
 
+@pytest.mark.slow
 def test_ray_executor_on_a_local_instance(tmp_path, fake_fmnist_dir):
     """`--executor ray` with no address starts a local Ray instance, sends each group to it as
     a task, and stops it. In a subprocess: Ray takes over the process's output streams."""

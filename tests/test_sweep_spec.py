@@ -3,11 +3,17 @@
 import math
 
 import pytest
-from typer.testing import CliRunner
-
 from dlrun.cli.main import app
 from dlrun.core.config import ConfigError
-from dlrun.core.sweep_spec import SweepSpec, expand, parse_distribution, read_spec, split_values, trial_config
+from dlrun.core.sweep.spec import (
+    SweepSpec,
+    expand,
+    parse_distribution,
+    read_spec,
+    split_values,
+    trial_config,
+)
+from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 
@@ -141,7 +147,7 @@ def test_cli_sweep_errors_exit_2_without_traceback(tmp_path):
 
 
 def test_every_sweep_config_in_the_repository_expands(tmp_path):
-    from dlrun.core.sweep import resolve
+    from dlrun.core.sweep.plan import resolve
 
     paths = sorted((CONFIGS / "sweeps").glob("*.yaml"))
     assert {p.stem for p in paths} >= {"softmax_lr", "mlp_lr_hidden", "weight_decay", "mlp_random"}

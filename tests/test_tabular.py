@@ -3,11 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from dlrun.core.config import CSVData, load_config
 from dlrun.core.data import DataError, load_dataset
-from dlrun.core.datadir import DataNotFoundError
-from dlrun.core.tabular import Preprocessor, read_table, split_target
+from dlrun.core.data.files import DataNotFoundError
+from dlrun.core.data.tabular import Preprocessor, read_table, split_target
 
 # D2L 2.2.1 (1.0 edition): the book's house_tiny.csv, byte for byte
 HOUSE_TINY = "NumRooms,RoofType,Price\nNA,NA,127500\n2,NA,106000\n4,Slate,178100\nNA,NA,140000\n"
@@ -140,7 +139,7 @@ def test_a_split_that_leaves_no_validation_rows_is_an_error(house_tiny):
 
 def test_the_generic_trainer_learns_from_a_csv(tmp_path):
     """`dlrun train` with `data.name: csv` and no experiment: linear regression on log prices."""
-    from dlrun.core.train import train
+    from dlrun.core.training.train import train
 
     path = write_houses(tmp_path / "houses.csv", 400)
     cfg_path = tmp_path / "csv.yaml"

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from dlrun.core.config import load_config
-from dlrun.core.train import TrainingDiverged, train
+from dlrun.core.errors import TrainingDiverged
+from dlrun.core.training.train import train
 
 from .conftest import CONFIGS
 
@@ -90,13 +90,18 @@ def test_lenet_scan_and_step_loops_and_both_convolutions_agree(tmp_path, fake_fm
 
 
 def test_auto_loop_is_per_step_for_xla_convolutions_on_a_cpu():
-    from dlrun.core.train import choose_loop
+    from dlrun.core.nn.models import build_model
+    from dlrun.core.training.setup import choose_loop
 
-    lenet = load_config(CONFIGS / "lenet.yaml")
-    assert choose_loop(lenet, "cpu") == "scan"
-    assert choose_loop(load_config(CONFIGS / "lenet.yaml", ["model.conv_impl=xla"]), "cpu") == "step"
-    assert choose_loop(load_config(CONFIGS / "lenet.yaml", ["model.conv_impl=xla"]), "gpu") == "scan"
-    assert choose_loop(load_config(CONFIGS / "mlp.yaml"), "cpu") == "scan"
+    def model(name, *overrides):
+        cfg = load_config(CONFIGS / name, list(overrides))
+        return build_model(cfg.model, (28, 28, 1), 10)
+
+    assert choose_loop("auto", model("lenet.yaml", "model.conv_impl=cpu"), "cpu") == "scan"
+    assert choose_loop("auto", model("lenet.yaml", "model.conv_impl=xla"), "cpu") == "step"
+    assert choose_loop("auto", model("lenet.yaml", "model.conv_impl=xla"), "gpu") == "scan"
+    assert choose_loop("auto", model("mlp.yaml"), "cpu") == "scan"
+    assert choose_loop("step", model("mlp.yaml"), "cpu") == "step"
 
 
 def test_divergence_stops_with_a_message_and_keeps_finished_epochs(tmp_path):
@@ -108,9 +113,8 @@ def test_divergence_stops_with_a_message_and_keeps_finished_epochs(tmp_path):
 def test_evaluation_counts_every_validation_example_once(tmp_path, fake_fmnist_dir):
     """200 validation images in batches of 1024 (padded): val/loss equals a direct computation."""
     import jax.numpy as jnp
-
-    from dlrun.core.data import fashion_mnist
-    from dlrun.core.losses import cross_entropy
+    from dlrun.core.data.fashion_mnist import fashion_mnist
+    from dlrun.core.nn.losses import cross_entropy
 
     result, run_dir = run(tmp_path, "softmax.yaml", f"data.dir={fake_fmnist_dir}", "trainer.epochs=1")
     cfg = load_config(run_dir / "config.yaml")
@@ -122,6 +126,7 @@ def test_evaluation_counts_every_validation_example_once(tmp_path, fake_fmnist_d
     assert result.summary["val/acc"] == pytest.approx(np.mean(logits.argmax(1) == data.y_val))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, target", [("lenet.yaml", 0.80), ("softmax.yaml", 0.83), ("mlp.yaml", 0.85)])
 def test_full_fashion_mnist_reaches_the_books_accuracy(tmp_path, real_fmnist_dir, config, target):
     """The acceptance numbers of D2L 3.7, 4.3 and 6.6 on the full 60000/10000 split, 10 epochs."""

@@ -1,0 +1,236 @@
+"""The config schema: one frozen pydantic model per section, with the defaults a file omits.
+
+A config file holds only what differs from these defaults. The names a section accepts (model,
+data, loss, optimizer, schedule) are the keys of the registries in `core.nn`, `core.data` and
+`core.training`; this module imports none of them (nor JAX), so that `dlrun --help` stays fast,
+and `tests/test_registries.py` proves that the two agree both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+class SyntheticRegressionData(Section):
+    """y = X w + b + noise, X ~ N(0, 1) (D2L 3.3). `true_w` is a list, or one number repeated
+    `num_inputs` times (D2L 4.5: d = 200 inputs of weight 0.01)."""
+
+    name: Literal["synthetic_regression"] = "synthetic_regression"
+    true_w: float | tuple[float, ...] = (2.0, -3.4)
+    num_inputs: int | None = Field(None, gt=0, description="with a scalar true_w: how many inputs")
+    true_b: float = 4.2
+    noise: float = Field(0.01, ge=0)
+    num_train: int = Field(1000, gt=0)
+    num_val: int = Field(1000, gt=0)
+    batch_size: int = Field(32, gt=0)
+
+    @model_validator(mode="after")
+    def _weights(self) -> SyntheticRegressionData:
+        if isinstance(self.true_w, tuple):
+            if not self.true_w:
+                raise ValueError("true_w must hold at least one weight")
+            if self.num_inputs is not None and self.num_inputs != len(self.true_w):
+                raise ValueError(f"num_inputs ({self.num_inputs}) disagrees with len(true_w) ({len(self.true_w)})")
+        elif self.num_inputs is None:
+            raise ValueError("a single number for true_w needs num_inputs (how many inputs share it)")
+        return self
+
+    def weights(self) -> tuple[float, ...]:
+        return self.true_w if isinstance(self.true_w, tuple) else (self.true_w,) * self.num_inputs
+
+
+class PolynomialData(Section):
+    """x ~ N(0, 1); features x^i / i! for i < num_features; y = features @ true_w + noise (D2L 4.4).
+    The model sees the first `num_features` features (4: a cubic, 2: linear, 20: all)."""
+
+    name: Literal["polynomial"] = "polynomial"
+    num_features: int = Field(4, gt=0, le=20)
+    max_degree: int = Field(20, gt=0, description="features of the generating polynomial")
+    true_w: tuple[float, ...] = (5.0, 1.2, -3.4, 5.6)
+    noise: float = Field(0.1, ge=0)
+    num_train: int = Field(100, gt=0)
+    num_val: int = Field(100, gt=0)
+    batch_size: int = Field(10, gt=0)
+
+
+class FashionMNISTData(Section):
+    """Fashion-MNIST from the four original IDX files (D2L 3.5)."""
+
+    name: Literal["fashion_mnist"] = "fashion_mnist"
+    dir: str | None = None
+    resize: int | None = Field(None, gt=0)
+    num_train: int | None = Field(None, gt=0, description="use the first N training images")
+    num_val: int | None = Field(None, gt=0, description="use the first N test images")
+    batch_size: int = Field(256, gt=0)
+
+
+class CSVData(Section):
+    """A table read with pandas: numeric columns standardised (missing -> 0, the mean), categorical
+    columns one-hot encoded with a missing-value category; statistics fitted on the training rows
+    only (D2L 2.2, 4.10). Without `val_file`, the last `val_fraction` of the (shuffled) rows
+    validate."""
+
+    name: Literal["csv"] = "csv"
+    file: str = Field(description="CSV path, or a file name looked up in the data directories")
+    val_file: str | None = None
+    target: str = "SalePrice"
+    drop: tuple[str, ...] = ("Id",)
+    log_target: bool = False
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    dir: str | None = None
+    batch_size: int = Field(64, gt=0)
+
+
+DataConfig = Annotated[
+    Union[SyntheticRegressionData, PolynomialData, FashionMNISTData, CSVData], Field(discriminator="name")
+]
+
+# --------------------------------------------------------------------------- models
+
+Init = Literal["normal", "xavier", "he", "zeros"]
+
+
+class LinearRegressionModel(Section):
+    """One dense layer with a single output (D2L 3.1)."""
+
+    name: Literal["linear_regression"] = "linear_regression"
+    init: Init = "normal"
+    init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
+    bias: bool = True
+
+
+class SoftmaxRegressionModel(Section):
+    """Flatten, then one dense layer with one output per class (D2L 3.4)."""
+
+    name: Literal["softmax_regression"] = "softmax_regression"
+    init: Init = "normal"
+    init_scale: float = Field(0.01, ge=0)
+
+
+class MLPModel(Section):
+    """Flatten, then dense + activation (+ dropout) per hidden layer, then a dense output (D2L 4.1)."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: tuple[Annotated[int, Field(gt=0)], ...] = (256,)
+    activation: Literal["relu", "sigmoid", "tanh"] = "relu"
+    dropout: Annotated[float, Field(ge=0, lt=1)] | tuple[Annotated[float, Field(ge=0, lt=1)], ...] = 0.0
+    init: Init = "normal"
+    init_scale: float = Field(0.01, ge=0)
+
+    @model_validator(mode="after")
+    def _dropout_per_layer(self) -> MLPModel:
+        if isinstance(self.dropout, tuple) and len(self.dropout) != len(self.hidden):
+            raise ValueError(
+                f"dropout lists {len(self.dropout)} rates for {len(self.hidden)} hidden layers; "
+                "give one rate per hidden layer or a single number"
+            )
+        return self
+
+    def drop_rates(self) -> tuple[float, ...]:
+        if isinstance(self.dropout, tuple):
+            return self.dropout
+        return (self.dropout,) * len(self.hidden)
+
+
+class LeNetModel(Section):
+    """LeNet-5 as D2L 6.6 builds it: conv 5x5 (6, padding 2), pool 2, conv 5x5 (16), pool 2,
+    dense 120, 84, then one output per class; the activation after every hidden layer."""
+
+    name: Literal["lenet"] = "lenet"
+    activation: Literal["relu", "sigmoid", "tanh"] = "sigmoid"
+    pool: Literal["avg", "max"] = "avg"
+    init: Init = "xavier"
+    init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
+    conv_impl: Literal["auto", "xla", "cpu"] = Field(
+        "auto", description="convolution formulation (core/conv.py); auto: the fastest measured for the backend"
+    )
+
+
+ModelConfig = Annotated[
+    Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel], Field(discriminator="name")
+]
+
+# ------------------------------------------------------------------ loss, optimizer
+
+
+class LossConfig(Section):
+    """squared_error is the book's 1/2 (y_hat - y)^2; mse is nn.MSELoss; cross_entropy takes logits."""
+
+    name: Literal["squared_error", "mse", "cross_entropy"] = "cross_entropy"
+    l2_penalty: float = Field(0.0, ge=0, description="lambda: adds lambda/2 ||w||^2 of the weights (D2L 4.5)")
+
+
+class ScheduleConfig(Section):
+    """Learning-rate schedule, stepped per optimizer update; lengths are given in epochs."""
+
+    name: Literal["constant", "step", "cosine"] = "constant"
+    step_epochs: int = Field(1, gt=0, description="step: multiply by gamma every step_epochs")
+    gamma: float = Field(0.1, gt=0)
+    final_fraction: float = Field(0.0, ge=0, le=1, description="cosine: final lr / initial lr")
+
+
+class OptimizerConfig(Section):
+    name: Literal["sgd", "adam", "adagrad", "rmsprop"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0, description="L2 on weights (not biases), as SGD's weight_decay")
+    clip_norm: float | None = Field(None, gt=0, description="clip gradients by global norm")
+    schedule: ScheduleConfig = ScheduleConfig()
+
+
+class TrainerConfig(Section):
+    epochs: int = Field(10, gt=0)
+    loop: Literal["auto", "step", "scan"] = "auto"
+    progress: Literal["auto", "bar", "plain", "none"] = "auto"
+    checkpoint_every: int = Field(1, ge=0, description="epochs between checkpoints; 0: only at the end")
+    keep_checkpoints: int = Field(2, gt=0, description="how many of the newest checkpoints to keep")
+
+
+class ExperimentConfig(Section):
+    """Which procedure runs the config: `train` (the generic loop) or an experiment module,
+    whose own options sit beside `name` and are validated by that module."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = "train"
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Config(Section):
+    experiment: ExperimentConfig = ExperimentConfig()
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = Field(0, ge=0)
+    data: DataConfig = FashionMNISTData()
+    model: ModelConfig = MLPModel()
+    loss: LossConfig = LossConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_names(cls, raw: Any) -> Any:
+        """Let `data:` and `model:` sections omit `name` (the default kind is meant)."""
+        if isinstance(raw, dict):
+            raw = dict(raw)
+            for section, default in (("data", "fashion_mnist"), ("model", "mlp")):
+                if isinstance(raw.get(section), dict) and "name" not in raw[section]:
+                    raw[section] = {"name": default, **raw[section]}
+        return raw
+
+    @model_validator(mode="after")
+    def _batch_fits_data(self) -> Config:
+        n = getattr(self.data, "num_train", None)
+        if n is not None and self.data.batch_size > n:
+            raise ValueError(f"data.batch_size ({self.data.batch_size}) is larger than data.num_train ({n})")
+        return self

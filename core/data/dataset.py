@@ -1,0 +1,30 @@
+"""`Dataset`: a data set as host arrays, the form every loader returns.
+
+The trainer moves it to the device once and batches it there. Images are NHWC float32 in
+[0, 1]; regression targets have shape (n, 1); class labels are int32.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class Dataset(NamedTuple):
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    num_classes: int | None  # None for regression
+    label_names: tuple[str, ...] | None = None
+    meta: dict[str, Any] = {}  # facts about how the data was made (true weights, sources)
+    w_train: np.ndarray | None = None  # per-example weights of the training loss (D2L 4.9.5), None: all 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def output_dim(self) -> int:
+        return self.num_classes if self.num_classes is not None else int(np.prod(self.y_train.shape[1:]))

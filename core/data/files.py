@@ -1,0 +1,101 @@
+"""Where data files live, and how a missing one is fetched (with a sha1 check) or asked for.
+
+Search order for a file: the directory named in the config, `$DLRUN_DATA_DIR`, the user cache
+(`$XDG_CACHE_HOME/dlrun` or `~/.cache/dlrun`), then any system directories the data set names
+(Debian's `/usr/share/datasets/...`). A file found nowhere is downloaded into the cache from its
+canonical URL, unless `DLRUN_OFFLINE=1` or the network is unreachable; then the error says where
+to put it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataNotFoundError
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A data file: its name, where it can be downloaded, and its sha1.
+
+    `sha1_of_content`: the hash is of the gunzipped bytes, so that re-compressed copies (Debian's)
+    and the original download both verify.
+    """
+
+    name: str
+    url: str
+    sha1: str
+    sha1_of_content: bool = False
+
+
+def search_dirs(configured: str | Path | None = None, system: tuple[str, ...] = ()) -> list[Path]:
+    dirs = []
+    if configured:
+        dirs.append(Path(configured).expanduser())
+    if os.environ.get("DLRUN_DATA_DIR"):
+        dirs.append(Path(os.environ["DLRUN_DATA_DIR"]).expanduser())
+    dirs.append(cache_dir())
+    dirs.extend(Path(d) for d in system)
+    return dirs
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "dlrun"
+
+
+def find_or_fetch(
+    remote: RemoteFile, configured: str | Path | None = None, system: tuple[str, ...] = (), hint: str = ""
+) -> Path:
+    """Return the path of `remote`'s file, downloading it into the cache if it is nowhere yet."""
+    dirs = search_dirs(configured, system)
+    for d in dirs:
+        if (d / remote.name).is_file():
+            return d / remote.name
+    offline = os.environ.get("DLRUN_OFFLINE", "") not in ("", "0")
+    reason = "DLRUN_OFFLINE is set" if offline else ""
+    if not offline:
+        try:
+            return download(remote, cache_dir())
+        except (urllib.error.URLError, OSError) as err:
+            reason = f"download from {remote.url} failed: {err}"
+    looked = "\n".join(f"  {d}" for d in dirs)
+    raise DataNotFoundError(
+        f"data file {remote.name} not found; looked in:\n{looked}\n"
+        f"and could not download it ({reason}).\n"
+        f"Download {remote.url} (sha1 {remote.sha1}) and put it in one of those directories, "
+        f"or point DLRUN_DATA_DIR at the directory that holds it.{hint}"
+    )
+
+
+def download(remote: RemoteFile, into: Path, timeout: float = 60) -> Path:
+    """Download to a temporary file in `into`, verify the sha1, then rename into place."""
+    into.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=into, prefix=f".{remote.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+        found = sha1_of(Path(tmp), remote.sha1_of_content)
+        if found != remote.sha1:
+            raise OSError(f"sha1 mismatch for {remote.url}: expected {remote.sha1}, got {found}")
+        target = into / remote.name
+        os.replace(tmp, target)
+        return target
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def sha1_of(path: Path, of_content: bool = False) -> str:
+    data = path.read_bytes()
+    if of_content and path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return hashlib.sha1(data).hexdigest()

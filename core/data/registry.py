@@ -1,0 +1,31 @@
+"""The data sets by name: `DATASETS[cfg.name]` loads the data a config's `data:` section names."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from .dataset import Dataset
+from .fashion_mnist import fashion_mnist
+from .synthetic import polynomial, synthetic_regression
+from .tabular import csv_dataset
+
+
+class DataSource(NamedTuple):
+    """How to load a data set, and whether it depends on the seed (synthetic draws and random
+    validation splits do; a fixed file does not, so trials of a sweep can share one copy)."""
+
+    load: Callable[[Any, int], Dataset]
+    seeded: bool
+
+
+DATASETS: dict[str, DataSource] = {
+    "synthetic_regression": DataSource(synthetic_regression, seeded=True),
+    "polynomial": DataSource(polynomial, seeded=True),
+    "fashion_mnist": DataSource(fashion_mnist, seeded=False),
+    "csv": DataSource(csv_dataset, seeded=True),  # the validation rows are drawn with the seed
+}
+
+
+def load_dataset(cfg, seed: int) -> Dataset:
+    """The data set `cfg` (a data section) describes, drawn with `seed` where that matters."""
+    return DATASETS[cfg.name].load(cfg, seed)

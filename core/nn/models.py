@@ -1,0 +1,93 @@
+"""Models by name, built from a model config and the data's shapes.
+
+A `Model` is `init(key) -> (params, model_state)` and
+`apply(params, model_state, x, *, train, key) -> (outputs, model_state)`: the network's layer
+with its input shape fixed. `model_state` holds what the optimizer does not train (batch-norm
+statistics, dropout rates). `step_on` names the backends where training it one jitted step per batch measured faster than
+a whole epoch as one `lax.scan` (`core.training.setup.choose_loop`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from . import layers as L
+from .combinators import serial
+from .conv import default_conv_impl
+from .init import WEIGHT_INITS
+
+
+class Model(NamedTuple):
+    init: Callable[..., tuple[Any, Any]]
+    apply: Callable[..., tuple[Any, Any]]
+    in_shape: tuple[int, ...]
+    step_on: frozenset[str] = frozenset()
+
+
+def from_layer(net: L.Layer, in_shape: tuple[int, ...], step_on: frozenset[str] = frozenset()) -> Model:
+    """A layer with its input shape fixed."""
+
+    def init(key):
+        _, params, state = net.init(key, in_shape)
+        return params, state
+
+    def apply(params, model_state, x, *, train=False, key=None):
+        return net.apply(params, model_state, x, train=train, key=key)
+
+    return Model(init, apply, in_shape, step_on)
+
+
+def linear_regression(cfg, in_shape, output_dim: int) -> Model:
+    """One dense layer (D2L 3.1)."""
+    w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
+    return from_layer(serial(L.flatten(), L.dense(output_dim, w_init, use_bias=cfg.bias)), in_shape)
+
+
+def softmax_regression(cfg, in_shape, output_dim: int) -> Model:
+    """Flatten, then one dense layer with one output per class (D2L 3.4)."""
+    w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
+    return from_layer(serial(L.flatten(), L.dense(output_dim, w_init)), in_shape)
+
+
+def mlp(cfg, in_shape, output_dim: int) -> Model:
+    """Dense + activation (+ dropout) per hidden layer, then a dense output (D2L 4.1, 4.6). A
+    rate of 0 means no dropout layer at all; the rates themselves live in the model state."""
+    w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
+    hidden = []
+    for width, rate in zip(cfg.hidden, cfg.drop_rates()):
+        hidden += [L.dense(width, w_init), L.activation(cfg.activation)]
+        if rate > 0:
+            hidden.append(L.dropout(rate))
+    return from_layer(serial(L.flatten(), *hidden, L.dense(output_dim, w_init)), in_shape)
+
+
+def lenet(cfg, in_shape, output_dim: int) -> Model:
+    """D2L 6.6 on 28x28 images (NHWC); with sigmoid and average pooling it is the book's."""
+    if len(in_shape) != 3:
+        raise ValueError(f"model.name: lenet takes images (height, width, channels); the data's examples have shape {tuple(in_shape)}")
+    w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
+    impl = default_conv_impl() if cfg.conv_impl == "auto" else cfg.conv_impl
+    act = lambda: L.activation(cfg.activation)  # noqa: E731
+    net = serial(
+        L.conv2d(6, 5, padding=2, w_init=w_init, impl=impl), act(), L.pool2d(cfg.pool, 2),
+        L.conv2d(16, 5, w_init=w_init, impl=impl), act(), L.pool2d(cfg.pool, 2),
+        L.flatten(),
+        L.dense(120, w_init), act(),
+        L.dense(84, w_init), act(),
+        L.dense(output_dim, w_init),
+    )  # fmt: skip
+    # Inside a scan's loop body XLA's CPU backend leaves its own convolution to a generic
+    # kernel (LeNet about 29 s/epoch against 9 per step), so that formulation trains per step.
+    return from_layer(net, in_shape, frozenset({"cpu"}) if impl == "xla" else frozenset())
+
+
+MODELS: dict[str, Callable[[Any, tuple[int, ...], int], Model]] = {
+    "linear_regression": linear_regression,
+    "softmax_regression": softmax_regression,
+    "mlp": mlp,
+    "lenet": lenet,
+}
+
+
+def build_model(cfg, in_shape: tuple[int, ...], output_dim: int) -> Model:
+    return MODELS[cfg.name](cfg, tuple(in_shape), output_dim)

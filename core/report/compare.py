@@ -1,0 +1,253 @@
+"""Compare runs: one table (results.csv, results.md) and plots, from run directories on disk.
+
+Used by `dlrun sweep` at the end of a sweep and by `dlrun compare` for any list of run
+directories. Everything is read back from the files a run writes (config.yaml, metrics.csv,
+summary.json and, in a sweep, status.json), so a comparison never needs the process that ran them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..config import flatten
+from ..errors import CompareError
+from . import outputs
+
+
+class Run(NamedTuple):
+    name: str
+    path: Path
+    config: dict[str, Any]  # flattened: {"optimizer.lr": 0.1, ...}
+    metrics: pd.DataFrame  # metrics.csv, empty if the run wrote none
+    status: str  # done, failed, pruned, stopped, running, missing
+    error: str
+    seconds: float
+
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    """Read one run directory. A run with a summary and no status file is done."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise CompareError(f"{path}: not a run directory (no config.yaml)")
+    config = flatten(yaml.safe_load((path / "config.yaml").read_text()) or {})
+    metrics = pd.read_csv(path / "metrics.csv") if (path / "metrics.csv").is_file() else pd.DataFrame()
+    status = _read_json(path / "status.json")
+    summary = _read_json(path / "summary.json")
+    state = status.get("status") or ("done" if summary else ("running" if len(metrics) else "missing"))
+    seconds = status.get("seconds", summary.get("wall_seconds", float("nan")))
+    return Run(name or path.name, path, config, metrics, state, status.get("error", ""), float(seconds))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def differing_keys(runs: Sequence[Run]) -> list[str]:
+    """The config keys whose values differ between runs: what a comparison is about."""
+    keys = sorted({k for r in runs for k in r.config} - {"name", "trainer.progress"})
+    return [k for k in keys if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+
+
+def results_table(runs: Sequence[Run], params: Sequence[str], metric: str, mode: str) -> pd.DataFrame:
+    """One row per run: its parameters, final and best metrics, epochs, seconds and status."""
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"trial": run.name}
+        row |= {p: _cell(run.config.get(p)) for p in params}
+        row["seed"] = run.config.get("seed")
+        row["status"] = run.status
+        m = run.metrics
+        if len(m):
+            row |= {f"final {c}": float(m[c].iloc[-1]) for c in m if "/" in c}
+            if metric in m and m[metric].notna().any():
+                best = m[metric].idxmax() if mode == "max" else m[metric].idxmin()
+                row[f"best {metric}"] = float(m[metric][best])
+                row["best epoch"] = int(m["epoch"][best])
+            row["epochs"] = int(m["epoch"].iloc[-1])
+        row["seconds"] = run.seconds
+        row["error"] = run.error
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def by_setting(df: pd.DataFrame, params: Sequence[str], metric: str, mode: str) -> pd.DataFrame:
+    """Mean and std of the final target metric over seeds, per setting, best first."""
+    col = f"final {metric}"
+    done = df[df["status"] == "done"] if "status" in df else df
+    if col not in done or done.empty:
+        return pd.DataFrame()
+    keys = list(params) or ["trial"]
+    grouped = done.groupby(keys, dropna=False, sort=False)[col]
+    table = grouped.agg(["mean", "std", "count"]).reset_index()
+    table["std"] = table["std"].fillna(0.0)
+    seconds = done.groupby(keys, dropna=False, sort=False)["seconds"].mean().reset_index(drop=True)
+    table["seconds"] = seconds.to_numpy()
+    return table.sort_values("mean", ascending=(mode == "min"), kind="stable").reset_index(drop=True)
+
+
+def markdown(df: pd.DataFrame, params: Sequence[str], metric: str, mode: str, title: str) -> str:
+    """results.md: settings sorted by the target metric (mean +- std over seeds), then every trial."""
+    lines = [f"# {title}", ""]
+    table = by_setting(df, params, metric, mode)
+    if not table.empty:
+        best = table.iloc[0]
+        lines += [f"Target: {metric} ({'higher' if mode == 'max' else 'lower'} is better), final epoch, "
+                  f"mean +- std over seeds.", ""]
+        header = [*(params or ["trial"]), metric, "seeds", "seconds"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, r in table.iterrows():
+            cells = [_fmt(r[p]) for p in (params or ["trial"])]
+            cells += [f"{r['mean']:.4f} +- {r['std']:.4f}", str(int(r["count"])), f"{r['seconds']:.1f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        shown = ", ".join(f"{p}={_fmt(best[p])}" for p in (params or ["trial"]))
+        lines += ["", f"Best: {shown}: {metric} {best['mean']:.4f} +- {best['std']:.4f}", ""]
+    failed = df[df["status"].isin(["failed"])] if "status" in df else df.iloc[:0]
+    if len(failed):
+        lines += ["## Failed trials", ""] + [f"- {r['trial']}: {r['error']}" for _, r in failed.iterrows()] + [""]
+    lines += ["## All trials", "", *_md_table(df.drop(columns=["error"], errors="ignore")), ""]
+    return "\n".join(lines)
+
+
+def _md_table(df: pd.DataFrame) -> list[str]:
+    rows = [[_fmt(v) if not (isinstance(v, float) and math.isnan(v)) else "" for v in r] for r in df.itertuples(index=False)]
+    return ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)] + [
+        "| " + " | ".join(r) + " |" for r in rows
+    ]
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def write_report(out_dir: Path, runs: Sequence[Run], params: Sequence[str], metric: str, mode: str, title: str) -> pd.DataFrame:
+    """results.csv, results.md, curves.png, and per parameter <metric>_vs_<param>.png, with
+    heatmap.png when exactly two parameters were varied."""
+    df = results_table(runs, params, metric, mode)
+    outputs.write_atomic(out_dir / "results.csv", df.to_csv(index=False, float_format="%.8g"))
+    outputs.write_atomic(out_dir / "results.md", markdown(df, params, metric, mode, title))
+    _save(out_dir / "curves.png", _curves_figure(runs, metric, title))
+    for p in params:
+        _save(out_dir / f"{_safe(metric)}_vs_{_safe(p)}.png", _param_figure(df, p, metric))
+    if len(params) == 2:
+        _save(out_dir / "heatmap.png", _heatmap_figure(df, params, metric))
+    return df
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "_").replace(".", "_")
+
+
+def _save(path: Path, fig) -> None:
+    if fig is None:
+        return
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    outputs.write_atomic(path, buf.getvalue())
+
+
+def _figure(size=(6, 4)):
+    from matplotlib.figure import (
+        Figure,  # no pyplot: no global state, no display needed
+    )
+
+    return Figure(figsize=size, layout="constrained")
+
+
+def _curves_figure(runs: Sequence[Run], metric: str, title: str):
+    fig = _figure((7, 4.5))
+    ax = fig.subplots()
+    shown = [r for r in runs if metric in r.metrics]
+    if not shown:
+        return None
+    from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
+
+    # one colour per setting: the seeds of one setting share it
+    settings = {}
+    for run in shown:
+        settings.setdefault(json.dumps({k: v for k, v in run.config.items() if k not in ("seed", "name")}, sort_keys=True, default=str), len(settings))
+    cmap = colormaps["viridis"]
+    for run in shown:
+        k = settings[json.dumps({k: v for k, v in run.config.items() if k not in ("seed", "name")}, sort_keys=True, default=str)]
+        style = "-" if run.status == "done" else ":"
+        ax.plot(run.metrics["epoch"], run.metrics[metric], style, color=cmap(k / max(len(settings) - 1, 1)),
+                label=run.name if len(shown) <= 12 else None, linewidth=1.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{title}: {metric} of every trial" + (" (dotted: pruned or failed)" if any(r.status != "done" for r in shown) else ""), fontsize=9)
+    ax.grid(alpha=0.3)
+    if len(shown) <= 12:
+        ax.legend(fontsize=6)
+    if metric.endswith("loss") and all((r.metrics[metric] > 0).all() for r in shown):
+        ax.set_yscale("log")
+    return fig
+
+
+def _numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _param_figure(df: pd.DataFrame, param: str, metric: str):
+    col = f"final {metric}"
+    done = df[df["status"] == "done"]
+    if col not in done or done.empty:
+        return None
+    fig = _figure()
+    ax = fig.subplots()
+    stats = done.groupby(param, sort=True)[col].agg(["mean", "std"]).reset_index()
+    if _numeric(done[param]):
+        x = stats[param].to_numpy(float)
+        ax.scatter(done[param], done[col], s=12, alpha=0.4, label="trials")
+        ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label="mean +- std over seeds")
+        if (x > 0).all() and x.max() / x.min() >= 10:
+            ax.set_xscale("log")
+    else:
+        labels = [str(v) for v in stats[param]]
+        ax.errorbar(range(len(labels)), stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, linestyle="none")
+        ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel(param)
+    ax.set_ylabel(f"final {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7) if _numeric(done[param]) else None
+    return fig
+
+
+def _heatmap_figure(df: pd.DataFrame, params: Sequence[str], metric: str):
+    col = f"final {metric}"
+    done = df[df["status"] == "done"]
+    if col not in done or done.empty:
+        return None
+    px, py = params
+    fig = _figure((6.5, 5))
+    ax = fig.subplots()
+    if done[px].nunique() <= 12 and done[py].nunique() <= 12:
+        grid = done.pivot_table(index=py, columns=px, values=col, aggfunc="mean")
+        image = ax.imshow(grid.to_numpy(float), cmap="viridis", aspect="auto", origin="lower")
+        ax.set_xticks(range(grid.shape[1]), [_fmt(v) for v in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [_fmt(v) for v in grid.index])
+        for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
+            if math.isfinite(v):
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="w")
+    else:  # continuous values from a random search: a scatter coloured by the metric
+        image = ax.scatter(done[px], done[py], c=done[col], cmap="viridis")
+    fig.colorbar(image, ax=ax, label=f"final {metric} (mean over seeds)")
+    ax.set_xlabel(px)
+    ax.set_ylabel(py)
+    return fig

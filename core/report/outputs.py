@@ -1,0 +1,135 @@
+"""The run directory: config.yaml, metrics.csv, summary.json, curves.png, each written atomically.
+
+Every file is written to a temporary file in the same directory and renamed into place, so a
+reader (or a crash) never sees half a file; metrics.csv is rewritten after each epoch, so a run
+that stops keeps every finished epoch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import math
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from ..errors import RunDirError
+
+
+def new_run_dir(name: str, out: str | Path | None = None, root: str | Path = "outputs") -> Path:
+    """Create the run directory: `out` if given (it must not hold a run), else
+    `<root>/<name>-<YYYYmmdd-HHMMSS>[-k]`, never reusing an existing one."""
+    if out is not None:
+        path = Path(out)
+        if (path / "config.yaml").exists() or (path / "metrics.csv").exists():
+            raise RunDirError(f"{path} already holds a run; choose another --out or remove it")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
+        return path
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for k in range(1000):
+        path = Path(root) / (f"{name}-{stamp}" if k == 0 else f"{name}-{stamp}-{k}")
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
+    raise RunDirError(f"too many runs named {name} in {root} this second")
+
+
+class RunLock:
+    """An exclusive lock on a run directory, so that two processes never write the same run."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.file = None
+
+    def __enter__(self) -> RunLock:
+        self.file = open(self.path, "a")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise RunDirError(f"{self.path.parent} is in use by another dlrun process") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_metrics(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    write_atomic(path, pd.DataFrame(list(rows)).to_csv(index=False, float_format="%.8g"))
+
+
+def write_json(path: str | Path, obj: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)  # JSON has no NaN/inf
+    return obj
+
+
+def plot_curves(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> None:
+    """Loss (and accuracy, where there is one) against epoch, train and val, as the book's
+    ProgressBoard draws them. Regression losses span decades, so their axis is logarithmic."""
+    from matplotlib.figure import (
+        Figure,  # no pyplot: no global state, no display needed
+    )
+    from matplotlib.ticker import MaxNLocator
+
+    df = pd.DataFrame(list(rows))
+    has_acc = "val/acc" in df
+    fig = Figure(figsize=(10 if has_acc else 5.5, 4))
+    # fixed margins: a layout engine doubles the time to draw, and a sweep draws one per trial
+    fig.subplots_adjust(left=0.08 if has_acc else 0.14, right=0.98, bottom=0.13, top=0.9 if title else 0.96, wspace=0.25)
+    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
+    panels = [("loss", axes[0])] + ([("acc", axes[1])] if has_acc else [])
+    for metric, ax in panels:
+        for split, style in (("train", "-"), ("val", "--")):
+            col = f"{split}/{metric}"
+            if col in df:
+                ax.plot(df["epoch"], df[col], style, marker="o", markersize=3, label=col)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if not has_acc and (df.filter(like="/loss") > 0).all().all():
+        axes[0].set_yscale("log")
+    if title:
+        fig.suptitle(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    write_atomic(path, buf.getvalue())

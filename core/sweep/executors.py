@@ -1,0 +1,79 @@
+"""Where a sweep's tasks run: in this process, in a pool of worker processes, or on a Ray cluster.
+
+Each executor takes a picklable task function and the tasks, and yields (task, result) pairs as
+tasks finish, so that results are reported as they come.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from typing import Callable, Iterator, Sequence, TypeVar
+
+from ..errors import ExecutorError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+
+def _limit_threads(counter, cpus: list[int], per_worker: int) -> None:
+    """Pin this worker process to its share of the cores before JAX starts, so that N workers
+    do not each start a thread per core (XLA sizes its thread pool from the affinity mask)."""
+    with counter.get_lock():
+        k = counter.value
+        counter.value += 1
+    share = [cpus[(k * per_worker + j) % len(cpus)] for j in range(per_worker)]
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, share)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(per_worker)
+
+
+def execute_local(fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[T, R]]:
+    """One task after another, in this process."""
+    for task in tasks:
+        yield task, fn(task)
+
+
+def execute_pool(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iterator[tuple[T, R]]:
+    """A pool of `workers` processes (spawned: JAX does not survive fork), each on its share of cores."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    per_worker = max(1, len(cpus) // workers)
+    counter = ctx.Value("i", 0)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_threads, initargs=(counter, cpus, per_worker)) as pool:
+        futures = {pool.submit(fn, t): t for t in tasks}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def execute_ray(fn: Callable[[T], R], tasks: Sequence[T], address: str | None, cpus_per_task: int) -> Iterator[tuple[T, R]]:
+    """Each task as a Ray task on the cluster at `address` (a local one if None). Trial
+    directories are written by the Ray workers: on several machines, the sweep directory must
+    be on storage that all of them share."""
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError("the Ray executor needs Ray: pip install 'dlrun[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, log_to_driver=True, **({} if address else {"include_dashboard": False}))
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise ExecutorError(f"cannot start or reach the Ray cluster at {address or '(a new local one)'}: {err}") from None
+    try:
+        remote = ray.remote(fn)
+        refs = {remote.options(num_cpus=cpus_per_task).remote(t): t for t in tasks}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            yield refs.pop(done[0]), ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()

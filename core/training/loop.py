@@ -1,0 +1,189 @@
+"""The one epoch loop, and the trials it keeps on disk.
+
+`run_epochs` drives a `Program` (one run, or a vectorised group of trials) epoch by epoch:
+train, check every trial's loss and gradients are finite, evaluate, append each trial's metrics
+row, checkpoint when due, rewrite metrics.csv every few seconds, report, and stop cleanly on
+SIGINT/SIGTERM. Everything a run leaves on disk besides config.yaml and summary.json is written
+here, by `Trial`. Divergence, interruption, checkpoints and metrics writing exist only here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import Config, to_yaml
+from ..errors import TrainingDiverged, TrainingInterrupted
+from ..report import outputs
+from ..report.progress import Reporter
+from . import checkpoint
+from .program import HostMetrics, Program
+from .setup import Setup, start_state
+from .state import TrainState
+from .summary import epoch_row
+
+# metrics.csv is rewritten (atomically) at most this often, and always when the run ends:
+# rewriting it after each of 1500 one-millisecond epochs would cost more than the training
+METRICS_WRITE_INTERVAL = 2.0
+
+
+@dataclass
+class Trial:
+    """One run's host-side record: its config, directory, keys, metrics rows and where it stands."""
+
+    cfg: Config
+    run_dir: Path
+    state: TrainState  # the initial or restored state; the last checkpointed one afterwards
+    keys: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    position: checkpoint.Position = checkpoint.Position(0, 0)
+    partial: list[dict[str, float]] = field(default_factory=list)  # per-batch metrics of a stopped epoch
+    error: str | None = None
+
+    def save(self, state: TrainState, position: checkpoint.Position, partial: list[dict[str, float]] = ()) -> None:
+        self.state = state
+        checkpoint.save(self.run_dir / "checkpoints", state, self.keys, position, self.rows, list(partial),
+                        to_yaml(self.cfg), self.cfg.trainer.keep_checkpoints)
+
+    def write_metrics(self) -> None:
+        if self.rows:
+            outputs.write_metrics(self.run_dir / "metrics.csv", self.rows)
+
+    def finish(self, plot: bool) -> None:
+        """metrics.csv and, with `plot`, curves.png: written whenever the run ends, however."""
+        self.write_metrics()
+        if self.rows and plot:
+            outputs.plot_curves(self.run_dir / "curves.png", self.rows, title=self.cfg.name)
+
+
+def start_trial(cfg: Config, run_dir: Path, setup: Setup, key, resume: bool) -> Trial:
+    """A trial at its initial state, or at its newest checkpoint when `resume` and there is one
+    (a run stopped before its first checkpoint starts over)."""
+    state, keys = start_state(setup, key)
+    trial = Trial(cfg, run_dir, state, keys)
+    if resume and checkpoint.list_checkpoints(run_dir / "checkpoints"):
+        ckpt = checkpoint.load_latest(run_dir / "checkpoints", state)
+        trial.state, trial.keys = ckpt.state, {k: np.asarray(v) for k, v in ckpt.keys.items()}
+        trial.rows, trial.position, trial.partial = list(ckpt.rows), ckpt.position, list(ckpt.partial)
+    return trial
+
+
+def divergence_message(trial: Trial, epoch: int, batch: int, steps_per_epoch: int) -> str:
+    step = (epoch - 1) * steps_per_epoch + batch
+    kept = (f"epochs 1-{len(trial.rows)} and the last checkpoint are kept in {trial.run_dir}" if trial.rows
+            else f"nothing was trained yet in {trial.run_dir}")
+    return (f"the loss or a gradient became non-finite at step {step} (epoch {epoch}, batch {batch}); {kept}. "
+            "Try a lower optimizer.lr or gradient clipping (optimizer.clip_norm=1.0).")
+
+
+def _first_bad_batch(metrics: HostMetrics) -> int | None:
+    finite = np.asarray(metrics.get("finite", np.ones(0, bool)), bool)
+    return None if finite.all() else int(np.argmin(finite))
+
+
+Rebuild = Callable[[list[int], list[TrainState]], tuple[Program, Any]]
+
+
+def run_epochs(
+    program: Program,
+    state: Any,
+    trials: list[Trial],
+    last_epoch: int,
+    stop: StopFlag,
+    reporter: Reporter,
+    rebuild: Rebuild | None = None,
+    on_fail: Callable[[Trial], None] | None = None,
+) -> tuple[Any, list[Trial]]:
+    """Train `trials` (all at the same position) from there to `last_epoch`.
+
+    A trial whose loss or gradient stops being finite ends the run with `TrainingDiverged`
+    when there is no `rebuild`; in a group, it is recorded as failed (`on_fail` hears of it)
+    and `rebuild(survivors, their host states)` compiles the group again without it.
+    Returns the final device state and the trials still training.
+
+    Raises:
+        TrainingDiverged: a non-finite loss or gradient, without `rebuild`.
+        TrainingInterrupted: SIGINT or SIGTERM; a checkpoint was written first.
+    """
+    start = trials[0].position
+    last_write = -math.inf
+    for epoch in range(start.epoch + 1, last_epoch + 1):
+        first = start.batch if epoch == start.epoch + 1 else 0
+        t_epoch = time.perf_counter()
+        state, batch_metrics, done = program.epoch(state, epoch, first, stop)
+        if first:  # resumed inside this epoch (one run, per step): the batches before count too
+            partial = {k: np.asarray([m[k] for m in trials[0].partial]) for k in batch_metrics[0]}
+            batch_metrics = [{k: np.concatenate([partial[k].astype(v.dtype), v]) for k, v in batch_metrics[0].items()}]
+        failed = {i: bad for i, m in enumerate(batch_metrics) if (bad := _first_bad_batch(m)) is not None}
+        if failed and rebuild is None:
+            raise TrainingDiverged(divergence_message(trials[0], epoch, failed[0] + 1, program.steps_per_epoch))
+        if done < program.steps_per_epoch:  # stopped inside the epoch
+            rows = [{k: float(v[i]) for k, v in batch_metrics[0].items()} for i in range(done)]
+            trials[0].save(program.host_states(state)[0], checkpoint.Position(epoch - 1, done), rows)
+            raise TrainingInterrupted(f"stopped in epoch {epoch} after batch {done}")
+        seconds = time.perf_counter() - t_epoch
+        evaluated = program.evaluate(state)
+        every = trials[0].cfg.trainer.checkpoint_every
+        due = bool(every and epoch % every == 0) or epoch == last_epoch or stop.requested
+        host = program.host_states(state) if due or failed else None
+        write = time.perf_counter() - last_write > METRICS_WRITE_INTERVAL
+        for i, trial in enumerate(trials):
+            if i in failed:
+                trial.error = divergence_message(trial, epoch, failed[i] + 1, program.steps_per_epoch)
+                trial.finish(plot=False)
+                if on_fail:
+                    on_fail(trial)
+                continue
+            trial.rows.append(epoch_row(epoch, batch_metrics[i], evaluated[i], seconds))
+            trial.position = checkpoint.Position(epoch, 0)
+            if due:
+                trial.save(host[i], trial.position)
+            elif host is not None:
+                trial.state = host[i]
+            if write:
+                trial.write_metrics()
+        if write:
+            last_write = time.perf_counter()
+        if len(trials) == 1 and not failed:
+            reporter.epoch(trials[0].rows[-1])
+        if failed:
+            survivors = [i for i in range(len(trials)) if i not in failed]
+            trials = [trials[i] for i in survivors]
+            if not trials:
+                return state, []
+            program, state = rebuild(survivors, [t.state for t in trials])
+        if stop.requested and epoch < trials[0].cfg.trainer.epochs:
+            raise TrainingInterrupted(f"stopped after epoch {epoch}")
+    return state, trials
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers can only be set from the main thread
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -1,0 +1,122 @@
+"""`train(cfg, run_dir)`: one run, from a config to a finished run directory.
+
+It writes config.yaml first (so that a run killed during start-up can be resumed), takes the
+run directory's lock, builds the run (`core.training.setup`), restores the newest checkpoint
+when resuming, compiles the program, runs the one epoch loop (`core.training.loop`) and
+writes summary.json. Experiment modules call it for each model they train, with their own data,
+root key and evaluation metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+
+from ..config import Config, flatten, load_config, to_yaml
+from ..data import Dataset, load_dataset
+from ..errors import ConfigError
+from ..nn.losses import Metric
+from ..report import outputs
+from ..report.progress import Reporter, make_reporter
+from .loop import StopFlag, run_epochs, start_trial
+from .program import single_program
+from .setup import Setup, build_setup, eval_splits, train_arrays
+from .state import Arrays, TrainState
+from .summary import make_summary
+
+
+class Result(NamedTuple):
+    state: TrainState
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    setup: Setup
+
+
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    data: Dataset | None = None,
+    resume: bool = False,
+    stop_epoch: int | None = None,
+    plot: bool = True,
+    reporter: Reporter | None = None,
+    key: jax.Array | None = None,
+    eval_metrics: dict[str, Metric] | None = None,
+    splits: dict[str, Arrays] | None = None,
+) -> Result:
+    """Train as `cfg` says, writing config.yaml, metrics.csv (every few seconds), checkpoints
+    (every `trainer.checkpoint_every` epochs), summary.json and curves.png into `run_dir`.
+
+    Args:
+        data: the data set (default: loaded as `cfg.data` says).
+        resume: continue from the newest checkpoint in `run_dir`; the result is the same, bit
+            for bit, as a run that was never stopped.
+        stop_epoch: stop after this epoch with a checkpoint (successive halving trains a trial
+            rung by rung this way).
+        plot: write curves.png (a sweep draws all its trials in one picture instead).
+        key: the run's root key (default `PRNGKey(cfg.seed)`).
+        eval_metrics, splits: what is evaluated after each epoch, on which splits (default:
+            the loss, and accuracy for classifiers, on `val`).
+
+    Raises:
+        TrainingDiverged: a non-finite loss or gradient.
+        TrainingInterrupted: SIGINT or SIGTERM; a checkpoint was written first.
+        ConfigError: a batch larger than the training set.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with outputs.RunLock(run_dir):
+        t_start = time.perf_counter()
+        outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # first: a killed run stays resumable
+        data = data if data is not None else load_dataset(cfg.data, cfg.seed)
+        setup = build_setup(cfg, data, eval_metrics)
+        key = key if key is not None else jax.random.PRNGKey(cfg.seed)
+        trial = start_trial(cfg, run_dir, setup, key, resume)
+        state = jax.device_put(trial.state)
+        program = single_program(setup, state, trial.keys, train_arrays(data), eval_splits(data, splits))
+        reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
+        last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
+        stop = StopFlag()
+        try:
+            with stop.installed():
+                state, _ = run_epochs(program, state, [trial], last_epoch, stop, reporter)
+        finally:
+            reporter.close()
+            trial.finish(plot)
+        summary = make_summary(trial.rows, state.params, data, wall_seconds=time.perf_counter() - t_start,
+                               compile_seconds=program.compile_seconds, loop=program.label)
+        outputs.write_json(run_dir / "summary.json", summary)
+        return Result(state, trial.rows, summary, setup)
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The config to resume `run_dir` with: its saved config plus `overrides`, which may only
+    raise trainer.epochs (or change how progress is shown).
+
+    Raises:
+        ConfigError: the run directory has no config, or an override changes what was trained.
+    """
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    saved = load_config(saved_path)
+    cfg = load_config(saved_path, overrides)
+    before, after = flatten(saved.model_dump(mode="json")), flatten(cfg.model_dump(mode="json"))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    unsafe = [k for k in changed if k not in ("trainer.epochs", "trainer.progress")]
+    if "trainer.epochs" in changed:
+        if cfg.trainer.epochs < saved.trainer.epochs:
+            unsafe.append("trainer.epochs (fewer than before)")
+        if cfg.optimizer.schedule.name == "cosine":
+            unsafe.append("trainer.epochs (the cosine schedule's length depends on it)")
+    if unsafe:
+        raise ConfigError(
+            f"{saved_path}: resuming with a changed config is refused for: {', '.join(unsafe)}; "
+            "only trainer.epochs may grow. Start a new run instead."
+        )
+    return cfg
