@@ -148,7 +148,9 @@ def test_gradcheck_catches_a_wrong_gradient(restore_x64, monkeypatch):
         diff = pred - y.reshape(pred.shape)
         return bad_mse(pred, y), jnp.mean(4 * diff * dpred, axis=1)  # correct is 2 * diff
 
-    monkeypatch.setitem(__import__("dlrun.core.nn.losses", fromlist=["LOSSES"]).LOSSES, "mse", bad_mse)
+    from dlrun.core.nn.losses import LOSSES, Loss
+
+    monkeypatch.setitem(LOSSES, "mse", Loss(bad_mse, classify=False))
     result = runner.invoke(app, ["gradcheck", str(CONFIGS / "linreg_concise.yaml")])
     assert result.exit_code == 1 and "FAILED" in result.output
 
