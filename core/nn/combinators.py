@@ -134,7 +134,8 @@ def recurrent(cell: Cell, reverse: bool = False) -> Layer:
         return (steps, out_features), params, {}
 
     def apply(params, state, x, *, train=False, key=None):
-        _, ys = jax.lax.scan(lambda h, x_t: cell.step(params, h, x_t), cell.initial(x.shape[0]),
+        h0 = jax.tree_util.tree_map(lambda h: h.astype(x.dtype), cell.initial(x.shape[0]))  # carry keeps x's dtype
+        _, ys = jax.lax.scan(lambda h, x_t: cell.step(params, h, x_t), h0,
                              jnp.swapaxes(x, 0, 1), reverse=reverse)
         return jnp.swapaxes(ys, 0, 1), state
 

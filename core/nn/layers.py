@@ -137,13 +137,12 @@ def dropout(drop_rate: float) -> Layer:
     def apply(params, state, x, *, train=False, key=None):
         if not train:
             return x, state
-        if drop_rate == 1.0:  # x / (1 - p) would be inf, and its gradient NaN
-            return jnp.zeros_like(x), state
         if key is None:
             raise ValueError("dropout in training needs a PRNG key")
         rate = state["rate"]
         keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-        return jnp.where(keep, x / (1.0 - rate), 0.0), state
+        # at rate 1 nothing is kept; a safe divisor keeps x / (1 - p) and its gradient finite
+        return jnp.where(keep, x / jnp.where(rate < 1.0, 1.0 - rate, 1.0), 0.0), state
 
     return Layer("dropout", init, apply)
 
