@@ -12,6 +12,8 @@ from dlrun.core.nn.combinators import child_names, parallel, recurrent, residual
 from dlrun.core.nn.init import normal_init
 from dlrun.core.nn.params import is_weight, l2_of_weights, path_name, weight_mask, weight_norm, weights
 
+from .conftest import numeric_grad
+
 
 def paths(tree) -> dict[str, tuple[int, ...]]:
     """{`conv0/w`: shape} for every leaf of a pytree."""
@@ -39,17 +41,6 @@ def random_params(layer, in_shape, key, seed=0, scale=0.5):
 
 def f64(tree):
     return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central finite differences of a scalar NumPy function, in float64."""
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        d = np.zeros_like(x)
-        d[i] = eps
-        g[i] = (f(x + d) - f(x - d)) / (2 * eps)
-    return g
 
 
 @pytest.fixture

@@ -14,15 +14,7 @@ from dlrun.core.nn import layers as L
 from dlrun.core.nn.combinators import parallel, recurrent, residual, rnn_cell, serial
 from dlrun.core.nn.init import WEIGHT_INITS, he_init, normal_init, ones_init, xavier_init, zeros_init
 
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central finite differences of a scalar NumPy function, in float64."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        d = np.zeros_like(x)
-        d[i] = eps
-        g[i] = (f(x + d) - f(x - d)) / (2 * eps)
-    return g
+from .conftest import numeric_grad
 
 
 @pytest.mark.parametrize(
