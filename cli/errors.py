@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import typer
+
 from dlrun.core.errors import DlrunError, TrainingInterrupted
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 from dlrun.cli import sweep as sweep_commands
 from dlrun.cli.errors import fail, guarded
 from dlrun.core.config import header_comment, load_config, to_yaml
@@ -148,6 +149,35 @@ def gradcheck(
     typer.echo(f"{verdict}: {result.checked} coordinates, largest relative error {result.max_rel_error:.2e} (tol {tol:.0e})")
     if result.max_rel_error > tol:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def summary(
+    ctx: typer.Context,
+    config: ConfigArg,
+    overrides: SetOpt = None,
+    *,
+    depth: Annotated[Optional[int], typer.Option(min=1, help="Rows at this nesting depth (1: top-level layers); default: every layer.")] = None,
+) -> None:
+    """Print the config's network layer by layer: output shape, parameters and FLOPs per example
+    (XLA's cost analysis), without training."""
+    cfg = _load(config, overrides)
+    from dlrun.core.data import load_dataset
+    from dlrun.core.training.setup import network_summary
+
+    with guarded(ctx):
+        rows, in_shape = network_summary(cfg, load_dataset(cfg.data, cfg.seed), depth)
+    typer.echo(format_summary(rows, in_shape))
+
+
+def format_summary(rows, in_shape: tuple[int, ...]) -> str:
+    width = max([len("layer")] + [len(r.path) for r in rows])
+    lines = [f"{'layer':<{width}}  {'output shape':<16} {'params':>12} {'FLOPs':>14}", "-" * (width + 46),
+             f"{'input':<{width}}  {'x'.join(map(str, in_shape)):<16} {'':>12} {'':>14}"]
+    lines += [f"{r.path:<{width}}  {'x'.join(map(str, r.out_shape)):<16} {r.params:>12,} {r.flops:>14,.0f}" for r in rows]
+    lines += ["-" * (width + 46),
+              f"{'total':<{width}}  {'':<16} {sum(r.params for r in rows):>12,} {sum(r.flops for r in rows):>14,.0f}"]
+    return "\n".join(lines)
 
 
 app.command()(sweep_commands.sweep)

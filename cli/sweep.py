@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 from dlrun.cli.errors import fail, guarded
 from dlrun.core.errors import ConfigError
 
@@ -39,8 +40,9 @@ def _spec_from_arguments(target: Path, grid, random, trials, seeds, metric, sche
         raw["scheduler"] = raw.get("scheduler") or {"name": "halving"}
     if not vectorize:
         raw["vectorize"] = False
-    from dlrun.core.config.messages import describe_errors
     from pydantic import ValidationError
+
+    from dlrun.core.config.messages import describe_errors
 
     try:
         return SweepSpec.model_validate(raw), base

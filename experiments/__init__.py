@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from dlrun.core.config import Config, validate_options
 from dlrun.core.errors import ConfigError
 
-from . import distribution_shift, initialization, kaggle_house, polynomial
+from . import conv_kernel, distribution_shift, initialization, kaggle_house, polynomial
 
 
 class Experiment(NamedTuple):
@@ -31,6 +31,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "initialization": Experiment(initialization.run, initialization.InitOptions),
     "distribution_shift": Experiment(distribution_shift.run, distribution_shift.DistributionShiftOptions),
     "kaggle_house": Experiment(kaggle_house.run, kaggle_house.KaggleHouseOptions),
+    "conv_kernel": Experiment(conv_kernel.run, conv_kernel.ConvKernelOptions),
 }
 
 

@@ -55,9 +55,10 @@ def test_fashion_mnist_reads_the_configured_directory(fake_fmnist_dir):
     assert len(data.label_names) == 10 and data.label_names[9] == "ankle boot"
 
 
-def test_fashion_mnist_resize(fake_fmnist_dir):
-    data = fashion_mnist(FashionMNISTData(dir=str(fake_fmnist_dir), resize=32, num_train=8, num_val=8), seed=0)
-    assert data.x_train.shape == (8, 32, 32, 1)
+def test_fashion_mnist_stays_28x28_in_memory_when_resized(fake_fmnist_dir):
+    """`resize` happens per batch on the device (core/data/pipeline.py), not in the loader."""
+    data = fashion_mnist(FashionMNISTData(dir=str(fake_fmnist_dir), resize=96, num_train=8, num_val=8), seed=0)
+    assert data.x_train.shape == (8, 28, 28, 1) and data.x_val.shape == (8, 28, 28, 1)
 
 
 def test_fashion_mnist_rejects_wrong_files(tmp_path):

@@ -17,7 +17,7 @@ runner = CliRunner()
 KEYS = ["name", "seed", "base", "data", "model", "loss", "optimizer", "trainer", "experiment", "batch_size",
         "lr", "hidden", "dropout", "epochs", "activation", "num_train", "true_w", "schedule", "optimzer", "x"]  # fmt: skip
 NAMES = ["mlp", "softmax_regression", "linear_regression", "fashion_mnist", "synthetic_regression", "sgd",
-         "adam", "cross_entropy", "relu", "cosine", "resnet", ""]  # fmt: skip
+         "adam", "cross_entropy", "relu", "cosine", "transformer", ""]  # fmt: skip
 
 scalars = st.one_of(
     st.none(),

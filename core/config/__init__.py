@@ -12,6 +12,7 @@ from .loading import (
     validate,
     validate_options,
 )
+from .models import *  # noqa: F403
 from .schema import *  # noqa: F403 - the sections are the package's vocabulary
 from .schema import Config
 

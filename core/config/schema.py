@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from .models import MLPModel, ModelConfig, Section
 
 # ---------------------------------------------------------------------------- data
 
@@ -62,12 +59,26 @@ class PolynomialData(Section):
     batch_size: int = Field(10, gt=0)
 
 
+class AugmentConfig(Section):
+    """Random changes to each training image, drawn on the device per step from the run's key
+    (D2L 14.1); evaluation sees the images unchanged. Applied after `resize`."""
+
+    flip: bool = Field(False, description="mirror left-right with probability 1/2")
+    crop_padding: int = Field(0, ge=0, description="pad with zeros by this many pixels, crop back at a random offset")
+    brightness: float = Field(0.0, ge=0, lt=1, description="multiply by a factor drawn from [1 - b, 1 + b], clip to [0, 1]")
+
+    def active(self) -> bool:
+        return self.flip or self.crop_padding > 0 or self.brightness > 0
+
+
 class FashionMNISTData(Section):
-    """Fashion-MNIST from the four original IDX files (D2L 3.5)."""
+    """Fashion-MNIST from the four original IDX files (D2L 3.5). Images stay 28x28 in memory;
+    `resize` (bilinear) and `augment` run on the device per batch."""
 
     name: Literal["fashion_mnist"] = "fashion_mnist"
     dir: str | None = None
-    resize: int | None = Field(None, gt=0)
+    resize: int | None = Field(None, gt=0, description="side of the square images the model sees (D2L 8.1: 224)")
+    augment: AugmentConfig = AugmentConfig()
     num_train: int | None = Field(None, gt=0, description="use the first N training images")
     num_val: int | None = Field(None, gt=0, description="use the first N test images")
     batch_size: int = Field(256, gt=0)
@@ -92,71 +103,6 @@ class CSVData(Section):
 
 DataConfig = Annotated[
     Union[SyntheticRegressionData, PolynomialData, FashionMNISTData, CSVData], Field(discriminator="name")
-]
-
-# --------------------------------------------------------------------------- models
-
-Init = Literal["normal", "xavier", "he", "zeros"]
-
-
-class LinearRegressionModel(Section):
-    """One dense layer with a single output (D2L 3.1)."""
-
-    name: Literal["linear_regression"] = "linear_regression"
-    init: Init = "normal"
-    init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
-    bias: bool = True
-
-
-class SoftmaxRegressionModel(Section):
-    """Flatten, then one dense layer with one output per class (D2L 3.4)."""
-
-    name: Literal["softmax_regression"] = "softmax_regression"
-    init: Init = "normal"
-    init_scale: float = Field(0.01, ge=0)
-
-
-class MLPModel(Section):
-    """Flatten, then dense + activation (+ dropout) per hidden layer, then a dense output (D2L 4.1)."""
-
-    name: Literal["mlp"] = "mlp"
-    hidden: tuple[Annotated[int, Field(gt=0)], ...] = (256,)
-    activation: Literal["relu", "sigmoid", "tanh"] = "relu"
-    dropout: Annotated[float, Field(ge=0, lt=1)] | tuple[Annotated[float, Field(ge=0, lt=1)], ...] = 0.0
-    init: Init = "normal"
-    init_scale: float = Field(0.01, ge=0)
-
-    @model_validator(mode="after")
-    def _dropout_per_layer(self) -> MLPModel:
-        if isinstance(self.dropout, tuple) and len(self.dropout) != len(self.hidden):
-            raise ValueError(
-                f"dropout lists {len(self.dropout)} rates for {len(self.hidden)} hidden layers; "
-                "give one rate per hidden layer or a single number"
-            )
-        return self
-
-    def drop_rates(self) -> tuple[float, ...]:
-        if isinstance(self.dropout, tuple):
-            return self.dropout
-        return (self.dropout,) * len(self.hidden)
-
-
-class LeNetModel(Section):
-    """LeNet-5 as D2L 6.6 builds it: conv 5x5 (6, padding 2), pool 2, conv 5x5 (16), pool 2,
-    dense 120, 84, then one output per class; the activation after every hidden layer."""
-
-    name: Literal["lenet"] = "lenet"
-    activation: Literal["relu", "sigmoid", "tanh"] = "sigmoid"
-    pool: Literal["avg", "max"] = "avg"
-    init: Init = "xavier"
-    init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
-    conv_impl: Literal["auto", "xla", "cpu"] = Field(
-        "auto", description="convolution formulation (core/conv.py); auto: the fastest measured for the backend"
-    )
-
-
-ModelConfig = Annotated[
-    Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel], Field(discriminator="name")
 ]
 
 # ------------------------------------------------------------------ loss, optimizer

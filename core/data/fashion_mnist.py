@@ -25,7 +25,7 @@ FASHION_MNIST_FILES = {
 
 
 def fashion_mnist(cfg: FashionMNISTData, seed: int) -> Dataset:
-    """The official 60000/10000 split, scaled to [0, 1], optionally resized (D2L 3.5)."""
+    """The official 60000/10000 split, scaled to [0, 1], at 28x28 (D2L 3.5)."""
     hint = (
         "\nOn Debian/Ubuntu, `apt-get install dataset-fashion-mnist` installs the files into "
         f"{FASHION_MNIST_SYSTEM_DIR}."
@@ -42,9 +42,9 @@ def fashion_mnist(cfg: FashionMNISTData, seed: int) -> Dataset:
     x_train, y_train = _subset(arrays["train_images"], arrays["train_labels"], cfg.num_train)
     x_val, y_val = _subset(arrays["val_images"], arrays["val_labels"], cfg.num_val)
     return Dataset(
-        _to_float_images(x_train, cfg.resize),
+        _to_float_images(x_train),
         y_train.astype(np.int32),
-        _to_float_images(x_val, cfg.resize),
+        _to_float_images(x_val),
         y_val.astype(np.int32),
         num_classes=10,
         label_names=FASHION_MNIST_LABELS,
@@ -71,10 +71,7 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np
     return (x, y) if n is None else (x[:n], y[:n])
 
 
-def _to_float_images(images: np.ndarray, resize: int | None) -> np.ndarray:
-    x = images.astype(np.float32)[..., None] / 255.0
-    if resize is not None and resize != x.shape[1]:
-        import jax
-
-        x = np.asarray(jax.image.resize(x, (x.shape[0], resize, resize, 1), "bilinear"))
-    return x
+def _to_float_images(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, rows, cols) -> float32 (n, rows, cols, 1) in [0, 1]; `resize` happens per batch on
+    the device (`core.data.pipeline`)."""
+    return images.astype(np.float32)[..., None] / 255.0

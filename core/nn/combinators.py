@@ -64,7 +64,7 @@ def _composite(kind: str, children: dict[str, Layer], forward: Callable) -> Laye
 
         return forward(run, x, shape_mode=False), new_state
 
-    return Layer(kind, init, apply)
+    return Layer(kind, init, apply, tuple(children.items()), forward)
 
 
 def serial(*layers: Layer, kind: str = "serial") -> Layer:

@@ -1,18 +1,28 @@
 """2-D convolution and pooling on NHWC arrays, in the formulation that is fastest per backend.
 
-Two convolutions compute the same function (D2L 6.2-6.4, cross-correlation with zero padding):
+Two convolutions compute the same function (D2L 7.2-7.4, cross-correlation with zero padding
+and a stride; kernel, padding and stride are an int or a (height, width) pair):
 
 - `conv2d_xla`: one `lax.conv_general_dilated`; XLA differentiates it. The right choice on GPUs
   and TPUs, where XLA calls cuDNN or its own tuned kernels.
 - `conv2d_cpu`: the same forward, but each part of the gradient written as what XLA's CPU backend
-  runs fast, tied together with `jax.custom_vjp`. Measured on a 2-core CPU with jax 0.10.2 for
-  the book's LeNet at batch 256 (milliseconds per call, XLA's own version first):
+  runs fast, tied together with `jax.custom_vjp`; a 1x1 kernel is a matmul. XLA's own gradient
+  of a convolution runs a generic kernel on the CPU, slowest inside a `lax.scan` (a whole epoch
+  as one program). Forward plus both gradients at batch 128 on a 2-core CPU, jax 0.10.2,
+  milliseconds per call inside a scan (`python benchmarks/conv.py` prints the table):
 
-  | part | conv1 (1 -> 6, 28x28) | conv2 (6 -> 16, 14x14) |
+  | shape | XLA | this module |
   |---|---|---|
-  | forward | 8.6 -> 1.4 (25 shifted slices, fused multiply-adds: one input channel) | 3.5 (kept) |
-  | filter gradient | 13.5 -> 4.1 (shifted slices stacked 5 at a time, one matmul each) | 8.1 -> 4.1 (all 25 stacked, one einsum) |
-  | input gradient | not needed (data) | 5.4 (kept: a convolution of the padded cotangent) |
+  | 3x3 pad 1, 16 -> 16, 28x28 | 739 | 68 |
+  | 3x3 pad 1, 32 -> 32, 14x14 | 628 | 50 |
+  | 3x3 pad 1, 64 -> 64, 7x7 | 361 | 32 |
+  | 1x1, 64 -> 128, 14x14 | 605 | 36 |
+  | 5x5 pad 2, 1 -> 6, 28x28 (LeNet) | 31 | 9 |
+
+  The parts: forward: XLA's convolution, except with one input channel (shifted slices and
+  fused multiply-adds); filter gradient: the kh*kw shifted (strided) views of the input stacked
+  and contracted with the cotangent in one einsum; input gradient: a convolution of the
+  (stride-dilated, padded) cotangent with the flipped kernel.
 
 Pooling with window == stride that divides the input is a reshape and a reduction, whose
 gradient is a broadcast, instead of `lax.reduce_window` and its scatter-like transpose.
@@ -20,19 +30,32 @@ gradient is a broadcast, instead of `lax.reduce_window` and its scatter-like tra
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 ConvImpl = Literal["xla", "cpu"]
+Pair = int | tuple[int, int]
+
+
+def pair(v: Pair) -> tuple[int, int]:
+    """3 -> (3, 3); (5, 3) stays."""
+    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
 
 
 def out_size(size: int, window: int, padding: int = 0, stride: int = 1) -> int:
-    """Output length along one axis: (size + 2 padding - window) // stride + 1 (D2L 6.3)."""
+    """Output length along one axis: (size + 2 padding - window) // stride + 1 (D2L 7.3)."""
     return (size + 2 * padding - window) // stride + 1
+
+
+def out_hw(hw: tuple[int, int], window: Pair, padding: Pair = 0, stride: Pair = 1) -> tuple[int, int]:
+    """`out_size` along height and width."""
+    return tuple(out_size(s, k, p, t) for s, k, p, t in zip(hw, pair(window), pair(padding), pair(stride)))
 
 
 def default_conv_impl(backend: str | None = None) -> ConvImpl:
@@ -40,38 +63,41 @@ def default_conv_impl(backend: str | None = None) -> ConvImpl:
     return "cpu" if (backend or jax.default_backend()) == "cpu" else "xla"
 
 
-def _pad(x: jax.Array, padding: int) -> jax.Array:
-    return jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0))) if padding else x
+def _pad(x: jax.Array, padding: Pair) -> jax.Array:
+    ph, pw = pair(padding)
+    return jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if ph or pw else x
 
 
-def conv2d_xla(x: jax.Array, w: jax.Array, padding: int = 0) -> jax.Array:
-    """x: (batch, H, W, C_in), w: (kh, kw, C_in, C_out) -> (batch, H + 2p - kh + 1, ..., C_out)."""
-    return lax.conv_general_dilated(x, w, (1, 1), [(padding, padding)] * 2, dimension_numbers=_DIMS)
+def conv2d_xla(x: jax.Array, w: jax.Array, padding: Pair = 0, stride: Pair = 1) -> jax.Array:
+    """x: (batch, H, W, C_in), w: (kh, kw, C_in, C_out) -> (batch, H', W', C_out), H' = out_size."""
+    ph, pw = pair(padding)
+    return lax.conv_general_dilated(x, w, pair(stride), [(ph, ph), (pw, pw)], dimension_numbers=_DIMS)
 
 
-def _windows(xp: jax.Array, kh: int, kw: int) -> list[list[jax.Array]]:
-    """The kh x kw shifted views of a padded input, each of the output's spatial size."""
-    h, w = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-    return [[xp[:, i : i + h, j : j + w, :] for j in range(kw)] for i in range(kh)]
+def _windows(xp: jax.Array, kh: int, kw: int, stride: tuple[int, int]) -> list[list[jax.Array]]:
+    """The kh x kw shifted (strided) views of a padded input, each of the output's spatial size."""
+    sh, sw = stride
+    h, w = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    return [[xp[:, i : i + sh * (h - 1) + 1 : sh, j : j + sw * (w - 1) + 1 : sw, :] for j in range(kw)] for i in range(kh)]
 
 
-def _forward(xp: jax.Array, w: jax.Array) -> jax.Array:
+def _forward(xp: jax.Array, w: jax.Array, stride: tuple[int, int]) -> jax.Array:
     kh, kw, c_in, c_out = w.shape
     if c_in > 1:
-        return conv2d_xla(xp, w)
+        return conv2d_xla(xp, w, 0, stride)
     # One input channel: XLA's convolution leaves the 25-element dot products to a slow generic
     # kernel; 25 fused multiply-adds over shifted views are one vectorised loop.
     out = 0.0
-    for i, row in enumerate(_windows(xp, kh, kw)):
+    for i, row in enumerate(_windows(xp, kh, kw, stride)):
         for j, view in enumerate(row):
             out = out + view * w[i, j, 0]
     return out
 
 
-def _filter_grad(xp: jax.Array, g: jax.Array, kh: int, kw: int) -> jax.Array:
-    """dL/dw[i, j, c, o] = sum over batch and positions of xp[b, h+i, w+j, c] * g[b, h, w, o]."""
+def _filter_grad(xp: jax.Array, g: jax.Array, kh: int, kw: int, stride: tuple[int, int]) -> jax.Array:
+    """dL/dw[i, j, c, o] = sum over batch and positions of xp[b, s h + i, s w + j, c] * g[b, h, w, o]."""
     c_in, c_out = xp.shape[-1], g.shape[-1]
-    views = _windows(xp, kh, kw)
+    views = _windows(xp, kh, kw, stride)
     if c_in > 1:
         stacked = jnp.stack([v for row in views for v in row])  # (kh*kw, B, H, W, C_in)
         return jnp.einsum("kbhwi,bhwo->kio", stacked, g).reshape(kh, kw, c_in, c_out)
@@ -82,66 +108,75 @@ def _filter_grad(xp: jax.Array, g: jax.Array, kh: int, kw: int) -> jax.Array:
     return jnp.stack(cols, axis=1).reshape(kh, kw, 1, c_out)
 
 
-def _input_grad(g: jax.Array, w: jax.Array) -> jax.Array:
-    """dL/dxp: a full convolution of g with the kernel flipped and its channels swapped."""
+def _input_grad(g: jax.Array, w: jax.Array, in_hw: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
+    """dL/dxp: a full convolution of g, dilated by the stride, with the kernel flipped and its
+    channels swapped; rows and columns the stride skipped get zero gradient."""
     kh, kw = w.shape[:2]
-    gp = jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+    (sh, sw), (h, wd) = stride, in_hw
+    covered_h, covered_w = (g.shape[1] - 1) * sh + kh, (g.shape[2] - 1) * sw + kw
+    gp = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (kh - 1, kh - 1 + h - covered_h, sh - 1),
+                                              (kw - 1, kw - 1 + wd - covered_w, sw - 1), (0, 0, 0)))
     return conv2d_xla(gp, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
 
 
-@jax.custom_vjp
-def _conv_valid(xp: jax.Array, w: jax.Array) -> jax.Array:
-    return _forward(xp, w)
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_valid(xp: jax.Array, w: jax.Array, stride: tuple[int, int]) -> jax.Array:
+    return _forward(xp, w, stride)
 
 
-def _conv_valid_fwd(xp, w):
-    return _forward(xp, w), (xp, w)
+def _conv_valid_fwd(xp, w, stride):
+    return _forward(xp, w, stride), (xp, w)
 
 
-def _conv_valid_bwd(residuals, g):
+def _conv_valid_bwd(stride, residuals, g):
     xp, w = residuals
     # The input gradient of a first layer is unused and removed by XLA as dead code.
-    return _input_grad(g, w), _filter_grad(xp, g, w.shape[0], w.shape[1])
+    return _input_grad(g, w, xp.shape[1:3], stride), _filter_grad(xp, g, w.shape[0], w.shape[1], stride)
 
 
 _conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 
 
-def conv2d_cpu(x: jax.Array, w: jax.Array, padding: int = 0) -> jax.Array:
+def conv2d_cpu(x: jax.Array, w: jax.Array, padding: Pair = 0, stride: Pair = 1) -> jax.Array:
     """`conv2d_xla`'s function with gradients formulated for XLA's CPU backend (module docstring)."""
-    return _conv_valid(_pad(x, padding), w)
+    stride = pair(stride)
+    if w.shape[:2] == (1, 1):
+        # a 1x1 convolution is a matmul over channels (D2L 7.4.3); autodiff's gradient is two matmuls
+        xs = _pad(x, padding)[:, :: stride[0], :: stride[1], :]
+        return (xs.reshape(-1, xs.shape[-1]) @ w[0, 0]).reshape(*xs.shape[:3], w.shape[-1])
+    return _conv_valid(_pad(x, padding), w, stride)
 
 
 CONV_IMPLS = {"xla": conv2d_xla, "cpu": conv2d_cpu}
 
 
-def conv2d(x: jax.Array, w: jax.Array, padding: int = 0, stride: int = 1, impl: ConvImpl | None = None) -> jax.Array:
-    """Cross-correlation of NHWC `x` with HWIO `w`, zero padding on both sides of H and W.
-
-    Strided convolutions go to XLA (the CPU formulation covers stride 1, all that LeNet needs).
-    """
-    if stride != 1:
-        return lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2, dimension_numbers=_DIMS)
-    return CONV_IMPLS[impl or default_conv_impl()](x, w, padding)
+def conv2d(x: jax.Array, w: jax.Array, padding: Pair = 0, stride: Pair = 1, impl: ConvImpl | None = None) -> jax.Array:
+    """Cross-correlation of NHWC `x` with HWIO `w`, zero padding on both sides of H and W."""
+    return CONV_IMPLS[impl or default_conv_impl()](x, w, padding, stride)
 
 
 PoolKind = Literal["avg", "max"]
 
 
-def pool2d(x: jax.Array, kind: PoolKind = "max", window: int = 2, stride: int | None = None, padding: int = 0) -> jax.Array:
-    """Average or max pooling of NHWC `x` (D2L 6.5); `stride` defaults to `window`.
+def pool2d(x: jax.Array, kind: PoolKind = "max", window: Pair = 2, stride: Pair | None = None, padding: Pair = 0) -> jax.Array:
+    """Average or max pooling of NHWC `x` (D2L 7.5); `stride` defaults to `window`.
 
     Non-overlapping windows that tile the input are a reshape and a reduction; any other
-    geometry uses `lax.reduce_window` (average pooling counts the padding as zeros, like
-    PyTorch's default `count_include_pad=True`).
+    geometry uses `lax.reduce_window`. Max pooling pads with -inf; average pooling counts the
+    padding as zeros (PyTorch's default `count_include_pad=True`).
     """
-    stride = stride or window
+    (kh, kw), (sh, sw), (ph, pw) = pair(window), pair(stride or window), pair(padding)
     b, h, w, c = x.shape
-    if stride == window and not padding and h % window == 0 and w % window == 0:
-        tiles = x.reshape(b, h // window, window, w // window, window, c)
+    if (sh, sw) == (kh, kw) and not (ph or pw) and h % kh == 0 and w % kw == 0:
+        tiles = x.reshape(b, h // kh, kh, w // kw, kw, c)
         return tiles.mean(axis=(2, 4)) if kind == "avg" else tiles.max(axis=(2, 4))
-    dims, strides = (1, window, window, 1), (1, stride, stride, 1)
-    pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    dims, strides = (1, kh, kw, 1), (1, sh, sw, 1)
+    pads = ((0, 0), (ph, ph), (pw, pw), (0, 0))
     if kind == "avg":
-        return lax.reduce_window(x, 0.0, lax.add, dims, strides, pads) / (window * window)
+        return lax.reduce_window(x, 0.0, lax.add, dims, strides, pads) / (kh * kw)
     return lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, pads)
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    """(batch, H, W, C) -> (batch, C): the mean over all positions (NiN, D2L 8.3)."""
+    return jnp.mean(x, axis=(1, 2))

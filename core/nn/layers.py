@@ -28,9 +28,14 @@ State = Any
 
 
 class Layer(NamedTuple):
+    """`children` and `forward` are set by the combinators only, so that a model summary can
+    walk the tree (`core.nn.summary`); a leaf layer leaves them None."""
+
     kind: str
     init: Callable[[jax.Array, Shape], tuple[Shape, Params, State]]
     apply: Callable[..., tuple[jax.Array, State]]
+    children: tuple[tuple[str, "Layer"], ...] | None = None  # (name, layer) pairs: a Layer stays hashable
+    forward: Callable[..., Any] | None = None
 
 
 def stateless(kind: str, init: Callable[[jax.Array, Shape], tuple[Shape, Params]], fn: Callable[..., jax.Array]) -> Layer:
@@ -55,7 +60,7 @@ def dense(
         (n_in,) = in_shape
         params = {"w": w_init(key, (n_in, features), jnp.float32)}
         if use_bias:
-            params["b"] = b_init(key, (features,), jnp.float32)
+            params["b"] = b_init(jax.random.fold_in(key, 1), (features,), jnp.float32)  # w keeps `key`
         return (features,), params
 
     def apply(params, x):
@@ -67,38 +72,47 @@ def dense(
 
 def conv2d(
     features: int,
-    kernel: int,
-    padding: int = 0,
-    stride: int = 1,
+    kernel: C.Pair,
+    padding: C.Pair = 0,
+    stride: C.Pair = 1,
     w_init: Initializer = xavier_init(),
     b_init: Initializer = zeros_init(),
     impl: C.ConvImpl | None = None,
+    use_bias: bool = True,
 ) -> Layer:
-    """Square-kernel convolution, NHWC: (batch, H, W, C_in) -> (batch, H', W', features),
-    H' = (H + 2 padding - kernel) // stride + 1 (D2L 6.3). `impl` picks the formulation
-    (`core.nn.conv`); None: the fastest measured for the default backend."""
+    """Convolution, NHWC: (batch, H, W, C_in) -> (batch, H', W', features),
+    H' = (H + 2 padding - kernel) // stride + 1 (D2L 7.3). Kernel, padding and stride are an
+    int or a (height, width) pair. `impl` picks the formulation (`core.nn.conv`); None: the
+    fastest measured for the default backend."""
+    kh, kw = C.pair(kernel)
 
     def init(key, in_shape):
         h, w, c_in = in_shape
-        out_h, out_w = (C.out_size(d, kernel, padding, stride) for d in (h, w))
-        params = {"w": w_init(key, (kernel, kernel, c_in, features), jnp.float32), "b": b_init(key, (features,), jnp.float32)}
-        return (out_h, out_w, features), params
+        params = {"w": w_init(key, (kh, kw, c_in, features), jnp.float32)}
+        if use_bias:
+            params["b"] = b_init(jax.random.fold_in(key, 1), (features,), jnp.float32)  # w keeps `key`
+        return (*C.out_hw((h, w), kernel, padding, stride), features), params
 
     def apply(params, x):
-        return C.conv2d(x, params["w"], padding, stride, impl) + params["b"]
+        y = C.conv2d(x, params["w"], padding, stride, impl)
+        return y + params["b"] if use_bias else y
 
     return stateless("conv", init, apply)
 
 
-def pool2d(kind: C.PoolKind, window: int = 2, stride: int | None = None, padding: int = 0) -> Layer:
-    """Average or max pooling, NHWC (D2L 6.5); stride defaults to the window."""
-    step = stride or window
+def pool2d(kind: C.PoolKind, window: C.Pair = 2, stride: C.Pair | None = None, padding: C.Pair = 0) -> Layer:
+    """Average or max pooling, NHWC (D2L 7.5); stride defaults to the window."""
 
     def init(key, in_shape):
         h, w, c = in_shape
-        return (C.out_size(h, window, padding, step), C.out_size(w, window, padding, step), c), {}
+        return (*C.out_hw((h, w), window, padding, stride or window), c), {}
 
     return stateless(f"{kind}_pool", init, lambda params, x: C.pool2d(x, kind, window, stride, padding))
+
+
+def global_avg_pool() -> Layer:
+    """(batch, H, W, C) -> (batch, C), the mean over all positions (NiN, D2L 8.3)."""
+    return stateless("gap", lambda key, s: ((s[-1],), {}), lambda params, x: C.global_avg_pool(x))
 
 
 def flatten() -> Layer:
@@ -147,9 +161,21 @@ def dropout(drop_rate: float) -> Layer:
     return Layer("dropout", init, apply)
 
 
+def _bn_init(key, in_shape):
+    c = in_shape[-1]
+    params = {"gamma": ones_init()(key, (c,), jnp.float32), "beta": zeros_init()(key, (c,), jnp.float32)}
+    return in_shape, params, {"mean": jnp.zeros((c,), jnp.float32), "var": jnp.ones((c,), jnp.float32)}
+
+
+def _moved(state, mean, var, momentum):
+    """running = (1 - momentum) * running + momentum * batch, for mean and variance."""
+    return {"mean": (1.0 - momentum) * state["mean"] + momentum * mean,
+            "var": (1.0 - momentum) * state["var"] + momentum * var}
+
+
 def batch_norm(momentum: float = 0.1, eps: float = 1e-5) -> Layer:
     """Batch normalization over every axis but the last (features of a dense layer, channels of
-    NHWC images), as D2L 7.5 writes it from scratch.
+    NHWC images), written out as D2L 8.5 does from scratch.
 
     Training normalises with the batch's mean and (biased) variance and moves the running
     statistics toward them: running = (1 - momentum) * running + momentum * batch. Evaluation
@@ -157,22 +183,36 @@ def batch_norm(momentum: float = 0.1, eps: float = 1e-5) -> Layer:
     state: `mean` (0), `var` (1).
     """
 
-    def init(key, in_shape):
-        c = in_shape[-1]
-        params = {"gamma": ones_init()(key, (c,), jnp.float32), "beta": zeros_init()(key, (c,), jnp.float32)}
-        return in_shape, params, {"mean": jnp.zeros((c,), jnp.float32), "var": jnp.ones((c,), jnp.float32)}
-
     def apply(params, state, x, *, train=False, key=None):
         if train:
             axes = tuple(range(x.ndim - 1))
             mean = jnp.mean(x, axis=axes)
             var = jnp.mean((x - mean) ** 2, axis=axes)
-            state = {
-                "mean": (1.0 - momentum) * state["mean"] + momentum * mean,
-                "var": (1.0 - momentum) * state["var"] + momentum * var,
-            }
+            state = _moved(state, mean, var, momentum)
         else:
             mean, var = state["mean"], state["var"]
         return params["gamma"] * (x - mean) / jnp.sqrt(var + eps) + params["beta"], state
 
-    return Layer("bn", init, apply)
+    return Layer("bn", _bn_init, apply)
+
+
+def batch_norm_concise(momentum: float = 0.1, eps: float = 1e-5) -> Layer:
+    """`batch_norm`'s function built on library primitives, as the book's concise version uses
+    the framework's layer: `jnp.var` gives the batch variance (two passes: E[x^2] - E[x]^2
+    cancels in float32 when the mean is large against the spread) and `jax.nn.standardize`
+    normalises."""
+
+    def apply(params, state, x, *, train=False, key=None):
+        axes = tuple(range(x.ndim - 1))
+        if train:
+            mean, var = jnp.mean(x, axis=axes), jnp.var(x, axis=axes)
+            state = _moved(state, mean, var, momentum)
+        else:
+            mean, var = state["mean"], state["var"]
+        y = jax.nn.standardize(x, axes, mean=mean, variance=var, epsilon=eps)
+        return y * params["gamma"] + params["beta"], state
+
+    return Layer("bn", _bn_init, apply)
+
+
+BATCH_NORMS = {"scratch": batch_norm, "concise": batch_norm_concise}

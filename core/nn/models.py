@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import jax
+
 from . import layers as L
+from .cnn import CNNS
 from .combinators import serial
 from .conv import default_conv_impl
 from .init import WEIGHT_INITS
@@ -22,6 +25,7 @@ class Model(NamedTuple):
     apply: Callable[..., tuple[Any, Any]]
     in_shape: tuple[int, ...]
     step_on: frozenset[str] = frozenset()
+    net: L.Layer | None = None  # the layer `init` and `apply` run (for summaries); None if built otherwise
 
 
 def from_layer(net: L.Layer, in_shape: tuple[int, ...], step_on: frozenset[str] = frozenset()) -> Model:
@@ -34,7 +38,19 @@ def from_layer(net: L.Layer, in_shape: tuple[int, ...], step_on: frozenset[str] 
     def apply(params, model_state, x, *, train=False, key=None):
         return net.apply(params, model_state, x, train=train, key=key)
 
-    return Model(init, apply, in_shape, step_on)
+    return Model(init, apply, in_shape, step_on, net)
+
+
+def with_input(model: Model, prepare: Callable, in_shape: tuple[int, ...]) -> Model:
+    """`model` behind `prepare(x, key, train) -> x` (a resize, augmentation), taking examples of
+    `in_shape`. `prepare` draws from its own key, folded from the step's, so a model's dropout
+    draws the same with and without it."""
+
+    def apply(params, model_state, x, *, train=False, key=None):
+        x = prepare(x, None if key is None else jax.random.fold_in(key, 0x1A6), train)
+        return model.apply(params, model_state, x, train=train, key=key)
+
+    return Model(model.init, apply, tuple(in_shape), model.step_on)
 
 
 def linear_regression(cfg, in_shape, output_dim: int) -> Model:
@@ -81,11 +97,24 @@ def lenet(cfg, in_shape, output_dim: int) -> Model:
     return from_layer(net, in_shape, frozenset({"cpu"}) if impl == "xla" else frozenset())
 
 
+def image_model(builder: Callable[[Any, int], L.Layer]) -> Callable[[Any, tuple[int, ...], int], Model]:
+    """A model from a `core.nn.cnn` builder, for image inputs (height, width, channels)."""
+
+    def build(cfg, in_shape, output_dim: int) -> Model:
+        if len(in_shape) != 3:
+            raise ValueError(f"model.name: {cfg.name} takes images (height, width, channels); "
+                             f"the data's examples have shape {tuple(in_shape)}")
+        return from_layer(builder(cfg, output_dim), in_shape)
+
+    return build
+
+
 MODELS: dict[str, Callable[[Any, tuple[int, ...], int], Model]] = {
     "linear_regression": linear_regression,
     "softmax_regression": softmax_regression,
     "mlp": mlp,
     "lenet": lenet,
+    **{name: image_model(builder) for name, builder in CNNS.items()},
 }
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..config import Config
 from ..data import Dataset, load_dataset
 from ..nn.losses import LOSSES
-from ..nn.models import build_model
+from .setup import model_for
 
 
 class GradCheck(NamedTuple):
@@ -34,7 +34,7 @@ def gradcheck(cfg: Config, *, per_leaf: int = 5, batch: int = 16, eps: float = 1
     if not jax.config.jax_enable_x64:
         raise RuntimeError("gradcheck needs float64: call jax.config.update('jax_enable_x64', True) first")
     data = data if data is not None else load_dataset(cfg.data, cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.output_dim)
+    model = model_for(cfg, data)
     key = jax.random.PRNGKey(cfg.seed)
     params, model_state = model.init(key)
     params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)

@@ -15,9 +15,11 @@ import jax.numpy as jnp
 
 from ..config import Config
 from ..data import Dataset
+from ..data.pipeline import build_pipeline
 from ..errors import ConfigError
 from ..nn.losses import LOSSES, Loss, Metric, default_metrics
-from ..nn.models import Model, build_model
+from ..nn.models import Model, build_model, with_input
+from ..nn.summary import Row, summarize
 from .optimizers import build_optimizer
 from .state import Arrays, TrainState, init_state
 from .steps import make_eval_fn, make_train_step, pad_for_eval
@@ -51,6 +53,22 @@ def choose_loop(requested: str, model: Model, backend: str) -> str:
     return "step" if backend in model.step_on else "scan"
 
 
+def model_for(cfg: Config, data: Dataset) -> Model:
+    """The model `cfg` describes, taking `data`'s examples through the config's input pipeline
+    (resize, augmentation: `core.data.pipeline`)."""
+    pipeline = build_pipeline(cfg.data, data.input_shape)
+    model = build_model(cfg.model, pipeline.out_shape, data.output_dim)
+    return model if pipeline.identity else with_input(model, pipeline.apply, data.input_shape)
+
+
+def network_summary(cfg: Config, data: Dataset, max_depth: int | None = None) -> tuple[list[Row], tuple[int, ...]]:
+    """The rows of `core.nn.summary.summarize` for the network `cfg` builds, and the shape of
+    one example as the network receives it (after the input pipeline's resize)."""
+    pipeline = build_pipeline(cfg.data, data.input_shape)
+    model = build_model(cfg.model, pipeline.out_shape, data.output_dim)
+    return summarize(model.net, pipeline.out_shape, max_depth), pipeline.out_shape
+
+
 def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | None = None) -> Setup:
     """The run `cfg` describes on `data`. `eval_metrics` (default: the loss, and accuracy for
     classifiers) are what evaluation reports per split.
@@ -63,7 +81,7 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
     if batch_size > num_train:
         raise ConfigError(f"data.batch_size ({batch_size}) is larger than the training set ({num_train} examples)")
     steps_per_epoch = num_train // batch_size
-    model = build_model(cfg.model, data.input_shape, data.output_dim)
+    model = model_for(cfg, data)
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs)
     train_step = make_train_step(model, loss.fn, optimizer, loss.classify, cfg.loss.l2_penalty)
     eval_metrics = eval_metrics or default_metrics(loss)
