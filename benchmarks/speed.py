@@ -1,7 +1,8 @@
 """Training speed: dlrun's per-step and whole-epoch paths against a PyTorch reference.
 
-For each model (softmax regression, MLP 784-256-10, the book's LeNet) on Fashion-MNIST, batch
-256, float32, every implementation runs in its own process (so that peak memory is its own), the
+For each model (softmax regression, MLP 784-256-10, the book's LeNet and BN-LeNet, the CPU-sized
+ResNet of configs/resnet_cpu.yaml) on Fashion-MNIST, at its config's batch size, float32, every
+implementation runs in its own process (so that peak memory is its own), the
 implementations taking turns round after round (these machines drift by up to 30% within
 minutes). Each process trains one warm-up epoch after compiling, then `--epochs` timed ones.
 
@@ -34,10 +35,11 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {"softmax": "softmax.yaml", "mlp": "mlp.yaml", "lenet": "lenet.yaml"}
+CONFIGS = {"softmax": "softmax.yaml", "mlp": "mlp.yaml", "lenet": "lenet.yaml", "bn_lenet": "bn_lenet.yaml",
+           "resnet_cpu": "resnet_cpu.yaml"}
 IMPLS = ("step", "scan", "torch")
 # Targets of the performance issue (2-core CPU): dlrun / PyTorch speed-up per model, and more
-SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0}
+SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0, "bn_lenet": 1.0, "resnet_cpu": 1.0}
 
 
 def load_cfg(model: str, args) -> object:

@@ -11,8 +11,25 @@ import torch
 from torch import nn
 
 
+class Residual(nn.Module):
+    """D2L 8.6's residual block: conv 3x3, BN, ReLU, conv 3x3, BN, plus the input (a 1x1 conv when
+    the shape changes), ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, stride=stride)
+        self.conv2 = nn.Conv2d(c_out, c_out, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride) if (c_in != c_out or stride != 1) else None
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_out), nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (self.conv3(x) if self.conv3 is not None else x))
+
+
 def build(model: str) -> nn.Module:
-    """D2L 3.7 (softmax regression), 4.3 (MLP 784-256-10) and 6.6 (LeNet) with the book's inits."""
+    """D2L 3.7 (softmax regression), 4.3 (MLP 784-256-10), 6.6 (LeNet), 8.5 (BN-LeNet) and the
+    CPU-sized ResNet of configs/resnet_cpu.yaml (8.6), with the book's inits."""
     if model == "softmax":
         net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     elif model == "mlp":
@@ -26,12 +43,30 @@ def build(model: str) -> nn.Module:
             nn.Linear(120, 84), nn.Sigmoid(),
             nn.Linear(84, 10),
         )  # fmt: skip
+    elif model == "bn_lenet":
+        net = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+            nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+            nn.Flatten(),
+            nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+            nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
+            nn.Linear(84, 10),
+        )  # fmt: skip
+    elif model == "resnet_cpu":
+        stages, c_in = [], 16
+        for i, c in enumerate((16, 32, 64, 128)):
+            stages.append(Residual(c_in, c, stride=2 if i else 1))
+            c_in = c
+        net = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10),
+        )  # fmt: skip
     else:
         raise ValueError(f"no PyTorch reference for model '{model}'")
 
     def init(m):
         if isinstance(m, (nn.Linear, nn.Conv2d)):
-            if model == "lenet":
+            if model in ("lenet", "bn_lenet", "resnet_cpu"):
                 nn.init.xavier_uniform_(m.weight)
             else:
                 nn.init.normal_(m.weight, std=0.01)

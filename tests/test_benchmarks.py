@@ -80,3 +80,27 @@ def test_lenet_flops_from_xla_match_a_hand_count():
     macs = {"conv1": 28 * 28 * 25 * 6, "conv2": 10 * 10 * 150 * 16, "dense": 400 * 120 + 120 * 84 + 84 * 10}
     by_hand = 2 * b * (3 * macs["conv1"] - macs["conv1"] + 3 * macs["conv2"] + 3 * macs["dense"])
     assert 0.9 * by_hand < cost["flops"] < 1.3 * by_hand  # plus elementwise work and the update
+
+
+@pytest.mark.parametrize("model, config", [("bn_lenet", "bn_lenet.yaml"), ("resnet_cpu", "resnet_cpu.yaml")])
+def test_the_pytorch_references_are_the_same_networks(model, config):
+    """The benchmark compares like with like: the PyTorch model has dlrun's parameter count and
+    output shape (PyTorch's BN running statistics are buffers, not parameters, as in dlrun)."""
+    torch = pytest.importorskip("torch")
+    import jax
+    from dlrun.core.config import load_config
+    from dlrun.core.nn.models import build_model
+    from dlrun.core.nn.params import count
+
+    from .conftest import CONFIGS, ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import torch_reference
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    net = torch_reference.build(model)
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    cfg = load_config(CONFIGS / config)
+    params, _ = jax.eval_shape(build_model(cfg.model, (28, 28, 1), 10).init, jax.random.PRNGKey(0))
+    assert sum(p.numel() for p in net.parameters()) == count(params)

@@ -187,3 +187,18 @@ def test_augmented_resized_training_is_deterministic_and_evaluation_is_not_augme
     pd.testing.assert_frame_equal(a[METRICS], b[METRICS])
     plain = run_metrics(bn_cfg(fake_fmnist_dir, "data.resize=32", "trainer.epochs=2"), tmp_path / "plain")
     assert not np.allclose(a["train/loss"], plain["train/loss"])  # augmentation changed training
+
+
+def test_summary_command_prints_rows_and_totals(fake_fmnist_dir):
+    from dlrun.cli.main import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["summary", str(CONFIGS / "bn_lenet.yaml"), "--set", f"data.dir={fake_fmnist_dir}"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[2].split()[:2] == ["input", "28x28x1"]
+    rows = {line.split()[0]: line.split() for line in lines[3:] if line and not line.startswith("-")}
+    assert rows["conv0"][1] == "24x24x6" and rows["conv0"][2] == f"{conv(5, 1, 6):,}"
+    assert rows["flatten0"][1] == "256" and rows["total"][1] == "44,878"
+    bad = CliRunner().invoke(app, ["summary", str(CONFIGS / "bn_lenet.yaml"), "--set", "model.padding=-1"])
+    assert bad.exit_code == 2 and "model.padding" in bad.output
