@@ -20,9 +20,11 @@ and a stride; kernel, padding and stride are an int or a (height, width) pair):
   | 5x5 pad 2, 1 -> 6, 28x28 (LeNet) | 31 | 9 |
 
   The parts: forward: XLA's convolution, except with one input channel (shifted slices and
-  fused multiply-adds); filter gradient: the kh*kw shifted (strided) views of the input stacked
-  and contracted with the cotangent in one einsum; input gradient: a convolution of the
-  (stride-dilated, padded) cotangent with the flipped kernel.
+  fused multiply-adds) and for outputs of at most 16 positions (the stacked windows times the
+  kernel, one matmul: `IM2COL_MAX_POSITIONS`); filter gradient: the kh*kw shifted (strided)
+  views of the input stacked and contracted with the cotangent in one einsum; input gradient: a
+  convolution, chosen the same way, of the (stride-dilated, padded) cotangent with the flipped
+  kernel.
 
 Pooling with window == stride that divides the input is a reshape and a reduction, whose
 gradient is a broadcast, instead of `lax.reduce_window` and its scatter-like transpose.
