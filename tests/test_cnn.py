@@ -190,8 +190,9 @@ def test_augmented_resized_training_is_deterministic_and_evaluation_is_not_augme
 
 
 def test_summary_command_prints_rows_and_totals(fake_fmnist_dir):
-    from dlrun.cli.main import app
     from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
 
     result = CliRunner().invoke(app, ["summary", str(CONFIGS / "bn_lenet.yaml"), "--set", f"data.dir={fake_fmnist_dir}"])
     assert result.exit_code == 0, result.output
