@@ -9,7 +9,6 @@ before its update.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +122,4 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set(xlabel="iteration", ylabel="sum of squared errors", yscale="log", title="Learning the kernel [1, -1] (D2L 7.2.4)")
     ax.grid(alpha=0.3)
     ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    outputs.write_atomic(path, buf.getvalue())
+    outputs.write_figure(path, fig)

@@ -7,7 +7,6 @@ activation and the initialisation (normal(0, 0.01), Xavier, He); and that decide
 
 from __future__ import annotations
 
-import io
 import itertools
 from pathlib import Path
 from typing import Any, Literal
@@ -171,6 +170,4 @@ def _plot_training(curves):
 
 
 def _save(path: Path, fig) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    outputs.write_atomic(path, buf.getvalue())
+    outputs.write_figure(path, fig)

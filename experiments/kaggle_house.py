@@ -14,7 +14,6 @@ summary.json, curves.png (log-RMSE against epoch, one colour per fold) and submi
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -248,6 +247,4 @@ def plot_folds(path: Path, rows: list[dict[str, Any]], title: str = "") -> None:
     ax.legend(fontsize="small", ncol=2)
     if title:
         ax.set_title(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    outputs.write_atomic(path, buf.getvalue())
+    outputs.write_figure(path, fig)

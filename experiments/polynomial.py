@@ -3,7 +3,6 @@ against the number of polynomial features, one run of the generic loop per degre
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,4 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set(xlabel="polynomial degree (features - 1)", ylabel="final loss", yscale="log", title="Model selection by degree (D2L 4.4)")
     ax.grid(alpha=0.3)
     ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    outputs.write_atomic(path, buf.getvalue())
+    outputs.write_figure(path, fig)

@@ -7,7 +7,6 @@ summary.json and, in a sweep, status.json), so a comparison never needs the proc
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -156,9 +155,7 @@ def _safe(name: str) -> str:
 def _save(path: Path, fig) -> None:
     if fig is None:
         return
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    outputs.write_atomic(path, buf.getvalue())
+    outputs.write_figure(path, fig)
 
 
 def _figure(size=(6, 4)):

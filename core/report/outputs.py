@@ -130,6 +130,11 @@ def plot_curves(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "
         axes[0].set_yscale("log")
     if title:
         fig.suptitle(title)
+    write_figure(path, fig)
+
+
+def write_figure(path: str | Path, fig) -> None:
+    """A matplotlib figure as a PNG, written atomically (`write_atomic`)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     write_atomic(path, buf.getvalue())
