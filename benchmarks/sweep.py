@@ -24,11 +24,12 @@ from datetime import date
 from pathlib import Path
 
 import jax
+
 from dlrun.core.config import load_config
 from dlrun.core.data import load_dataset
 from dlrun.core.report.progress import make_reporter
-from dlrun.core.training.train import train
 from dlrun.core.sweep.groups import train_chunks
+from dlrun.core.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"softmax": ROOT / "configs/softmax.yaml", "mlp": ROOT / "configs/mlp.yaml"}

@@ -68,3 +68,13 @@ def real_fmnist_dir() -> Path:
         if d is not None and (d / "train-images-idx3-ubyte.gz").is_file():
             return d
     pytest.skip("the real Fashion-MNIST files are not installed (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture(scope="session")
+def d2l_data_dir() -> Path:
+    """The directory holding the small D2L data files (timemachine.txt, fra-eng/fra.txt):
+    $DLRUN_DATA_DIR, or the shared copy beside the checkout; tests needing it skip otherwise."""
+    for d in (os.environ.get("DLRUN_DATA_DIR"), ROOT.parent / "shared" / "data"):
+        if d and (Path(d) / "timemachine.txt").is_file():
+            return Path(d)
+    pytest.skip("timemachine.txt not found: point DLRUN_DATA_DIR at the directory holding the D2L data files")

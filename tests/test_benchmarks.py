@@ -1,9 +1,10 @@
 """The benchmark scripts run at a tiny size, so that they cannot rot (their figures are not checked)."""
 
-import pytest
 import json
 import subprocess
 import sys
+
+import pytest
 
 from .conftest import ROOT
 
@@ -59,6 +60,7 @@ def test_lenet_flops_from_xla_match_a_hand_count():
     for the first layer)."""
     import jax
     import jax.numpy as jnp
+
     from dlrun.core.config import load_config
     from dlrun.core.nn.losses import LOSSES
     from dlrun.core.nn.models import build_model
@@ -72,7 +74,7 @@ def test_lenet_flops_from_xla_match_a_hand_count():
     model = build_model(cfg.model, (28, 28, 1), 10)
     opt = build_optimizer(cfg.optimizer, 10, 1)
     state = init_state(model, opt, jax.random.PRNGKey(0))
-    step = make_train_step(model, LOSSES["cross_entropy"].fn, opt, True)
+    step = make_train_step(model, LOSSES["cross_entropy"], opt)
     b = 64
     x, y = jnp.zeros((b, 28, 28, 1)), jnp.zeros((b,), jnp.int32)
     cost = jax.jit(step).lower(state, Arrays(x, y), jax.random.PRNGKey(1)).compile().cost_analysis()
@@ -88,6 +90,7 @@ def test_the_pytorch_references_are_the_same_networks(model, config):
     output shape (PyTorch's BN running statistics are buffers, not parameters, as in dlrun)."""
     torch = pytest.importorskip("torch")
     import jax
+
     from dlrun.core.config import load_config
     from dlrun.core.nn.models import build_model
     from dlrun.core.nn.params import count

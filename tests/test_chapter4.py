@@ -9,11 +9,12 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
 from dlrun.cli.main import app
 from dlrun.core.config import ConfigError, PolynomialData, load_config
 from dlrun.core.data.synthetic import polynomial
 from dlrun.core.training.train import train
-from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 

@@ -2,8 +2,9 @@
 
 import json
 
-from dlrun.cli.main import app
 from typer.testing import CliRunner
+
+from dlrun.cli.main import app
 
 from .conftest import CONFIGS
 

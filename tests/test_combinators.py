@@ -7,10 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from dlrun.core.nn import layers as L
-from dlrun.core.nn.combinators import child_names, parallel, recurrent, residual, rnn_cell, serial
+from dlrun.core.nn.combinators import child_names, parallel, recurrent, residual, serial
 from dlrun.core.nn.init import normal_init
 from dlrun.core.nn.params import is_weight, l2_of_weights, path_name, weight_mask, weight_norm, weights
+from dlrun.core.nn.rnn import rnn_cell
 
 from .conftest import numeric_grad
 

@@ -4,9 +4,10 @@ import typing
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from dlrun.cli.main import app
 from dlrun.core import config as C
-from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 

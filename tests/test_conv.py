@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from dlrun.core.config import load_config
 from dlrun.core.nn import conv as C
 from dlrun.core.nn.models import build_model

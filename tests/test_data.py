@@ -4,6 +4,7 @@ import gzip
 
 import numpy as np
 import pytest
+
 from dlrun.core.config import FashionMNISTData, SyntheticRegressionData
 from dlrun.core.data import DataError
 from dlrun.core.data import files as datadir
@@ -109,6 +110,23 @@ def test_download_verifies_sha1(tmp_path):
     with pytest.raises(OSError, match="sha1 mismatch"):
         datadir.download(bad, tmp_path / "into")
     assert sorted(p.name for p in (tmp_path / "into").iterdir()) == ["x.txt"]  # nothing half-written
+
+
+def test_download_extracts_a_zip_member_after_checking_the_archive(tmp_path):
+    import hashlib
+    import zipfile
+
+    archive = tmp_path / "pairs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pairs/pairs.txt", "go .\tva !\n")
+    sha1 = hashlib.sha1(archive.read_bytes()).hexdigest()
+    remote = datadir.RemoteFile("pairs/pairs.txt", archive.as_uri(), sha1, member="pairs/pairs.txt")
+    got = datadir.download(remote, tmp_path / "into")
+    assert got == tmp_path / "into" / "pairs" / "pairs.txt" and got.read_text() == "go .\tva !\n"
+    missing = datadir.RemoteFile("other.txt", archive.as_uri(), sha1, member="pairs/other.txt")
+    with pytest.raises(OSError, match="no member pairs/other.txt"):
+        datadir.download(missing, tmp_path / "into2")
+    assert not (tmp_path / "into2" / "other.txt").exists()
 
 
 def test_synthetic_regression_follows_its_definition():

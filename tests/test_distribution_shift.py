@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from dlrun.core.config import ConfigError, load_config
 from dlrun.core.data.idx import write_idx
 from dlrun.experiments import distribution_shift as ds

@@ -5,11 +5,12 @@ import string
 
 import pytest
 import yaml
-from dlrun.cli.main import app
-from dlrun.core import config as C
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
+
+from dlrun.cli.main import app
+from dlrun.core import config as C
 
 from .conftest import CONFIGS
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
 from dlrun.cli.main import app
 from dlrun.core.config import ConfigError, load_config
 from dlrun.experiments import run_config as run
 from dlrun.experiments.kaggle_house import fold_indices
-from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 

@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from dlrun.core.nn import layers as L
-from dlrun.core.nn.combinators import parallel, recurrent, residual, rnn_cell, serial
+from dlrun.core.nn.combinators import parallel, recurrent, residual, serial
 from dlrun.core.nn.init import WEIGHT_INITS, he_init, normal_init, ones_init, xavier_init, zeros_init
+from dlrun.core.nn.rnn import rnn_cell
 
 from .conftest import numeric_grad
 

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
 from dlrun.core.config import OptimizerConfig, ScheduleConfig
 from dlrun.core.training.optimizers import build_optimizer, build_schedule
 

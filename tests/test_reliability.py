@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
 from dlrun.cli.main import app
 from dlrun.core.report import outputs
 from dlrun.core.training.checkpoint import list_checkpoints
-from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
 from dlrun.cli.main import app
 from dlrun.core.sweep import executors
-from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 

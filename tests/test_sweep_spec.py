@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from typer.testing import CliRunner
+
 from dlrun.cli.main import app
 from dlrun.core.config import ConfigError
 from dlrun.core.sweep.spec import (
@@ -13,7 +15,6 @@ from dlrun.core.sweep.spec import (
     split_values,
     trial_config,
 )
-from typer.testing import CliRunner
 
 from .conftest import CONFIGS
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from dlrun.core.config import CSVData, load_config
 from dlrun.core.data import DataError, load_dataset
 from dlrun.core.data.files import DataNotFoundError

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from dlrun.core.config import load_config
 from dlrun.core.errors import TrainingDiverged
 from dlrun.core.training.train import train
@@ -113,6 +114,7 @@ def test_divergence_stops_with_a_message_and_keeps_finished_epochs(tmp_path):
 def test_evaluation_counts_every_validation_example_once(tmp_path, fake_fmnist_dir):
     """200 validation images in batches of 1024 (padded): val/loss equals a direct computation."""
     import jax.numpy as jnp
+
     from dlrun.core.data.fashion_mnist import fashion_mnist
     from dlrun.core.nn.losses import cross_entropy
 

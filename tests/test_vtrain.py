@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from dlrun.core.config import load_config
 from dlrun.core.report.progress import make_reporter
-from dlrun.core.training.train import train
 from dlrun.core.sweep.groups import group_key
+from dlrun.core.training.train import train
 from dlrun.core.training.vectorised import choose_mode, make_layout, train_group
 
 from .conftest import CONFIGS

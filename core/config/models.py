@@ -174,8 +174,48 @@ class DenseNetModel(ConvSection):
     batch_norm: Literal["scratch", "concise"] = "concise"
 
 
+class RNNLMModel(Section):
+    """A recurrent language model (D2L 9.5-10.4): one-hot tokens (or an `embedding` of that
+    size), `layers` recurrent layers of `hidden` units (dropout between them; bidirectional:
+    a forward and a backward cell per layer), a dense layer to the vocabulary at every step.
+    `impl: scratch` is the book's from-scratch cell, one matrix per gate; `fused` the same
+    equations with the gates' weights side by side and the input's products for all steps
+    computed at once (the faster; core/nn/rnn.py)."""
+
+    name: Literal["rnn_lm"] = "rnn_lm"
+    cell: Literal["rnn", "gru", "lstm"] = "rnn"
+    impl: Literal["scratch", "fused"] = "scratch"
+    hidden: int = Field(32, gt=0)
+    layers: int = Field(1, gt=0)
+    bidirectional: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1, description="between recurrent layers")
+    embedding: int | None = Field(None, gt=0, description="embed tokens in this many dimensions; None: one-hot")
+    init: Literal["normal", "xavier", "uniform"] = Field(
+        "normal", description="normal: N(0, init_scale^2) weights, zero biases (the book's scratch models); "
+                              "uniform: weights and biases from U(+-1/sqrt(hidden)), PyTorch's default")
+    init_scale: float = Field(0.01, ge=0)
+
+
+class Seq2SeqModel(Section):
+    """The RNN encoder-decoder (D2L 10.7): embedding (`embed`) and `layers` GRU layers of
+    `hidden` units (dropout between them) encode the source; the decoder's GRU reads each
+    target token's embedding next to the context (the encoder's top-layer final state), starts
+    from the encoder's final states, and a dense layer gives the next token's logits. The GRUs
+    keep one bias per gate, as the book's equations do (PyTorch's keep two)."""
+
+    name: Literal["seq2seq"] = "seq2seq"
+    embed: int = Field(32, gt=0)
+    hidden: int = Field(32, gt=0)
+    layers: int = Field(2, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1, description="between GRU layers")
+    init: Literal["normal", "xavier", "uniform"] = Field(
+        "xavier", description="xavier: Xavier-uniform weights, zero biases (the book's init_seq2seq); "
+                              "uniform: U(+-1/sqrt(hidden)), PyTorch's default; normal: N(0, init_scale^2)")
+    init_scale: float = Field(0.01, ge=0)
+
+
 ModelConfig = Annotated[
     Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel, BNLeNetModel, AlexNetModel, VGGModel,
-          NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel],
+          NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel],
     Field(discriminator="name"),
 ]

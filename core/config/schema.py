@@ -101,17 +101,70 @@ class CSVData(Section):
     batch_size: int = Field(64, gt=0)
 
 
+class TimeMachineData(Section):
+    """The Time Machine (H. G. Wells) as a language-modelling data set (D2L 9.2-9.3): cleaned to
+    lower-case letters and spaces, `char` or `word` tokens, windows of `num_steps` tokens whose
+    targets are the next tokens.
+
+    `sampling: windows` (the 1.0 edition): the first `num_train` windows (stride 1) train, the
+    `num_val` after them validate, shuffled each epoch. `random` and `sequential` (the 0.16
+    edition) partition the first `max_tokens` tokens (D2L 9.3.4; sequential carries the hidden
+    state from batch to batch); the next `num_val` non-overlapping windows validate."""
+
+    name: Literal["time_machine"] = "time_machine"
+    token: Literal["char", "word"] = "char"
+    num_steps: int = Field(32, gt=0)
+    sampling: Literal["windows", "random", "sequential"] = "windows"
+    num_train: int = Field(10000, gt=0, description="windows: training windows")
+    num_val: int = Field(5000, ge=0, description="validation windows")
+    max_tokens: int | None = Field(10000, gt=0, description="random, sequential: tokens of the corpus to train on")
+    drop_last: bool = Field(False, description="windows: leave out the last partial batch (the book's loader keeps it)")
+    prefix: str = Field("time traveller", min_length=1, description="after training, summary.json holds this text's continuation")
+    predict_tokens: int = Field(50, ge=0, description="how many tokens that continuation predicts")
+    file: str | None = Field(None, description="read this text file instead of timemachine.txt")
+    dir: str | None = None
+    batch_size: int = Field(1024, gt=0)
+
+
+BOOK_SENTENCES = {"go .": "va !", "i lost .": "j'ai perdu .", "he's calm .": "il est calme .",
+                  "i'm home .": "je suis chez moi ."}
+
+
+class FraEngData(Section):
+    """English-French sentence pairs (D2L 10.5): the book's preprocessing, word tokens, each
+    sentence given `<eos>` and cut or padded to `num_steps`. The first `num_train` pairs of the
+    file train and the `num_val` after them are held out (1.0: 512 and 129; 0.16 trains on the
+    first 601 and holds out none). After training, summary.json holds the translations of
+    `sentences` (source: reference) with their BLEU, and the corpus BLEU of the held-out pairs
+    decoded greedily and with a beam of `beam_size`."""
+
+    name: Literal["fra_eng"] = "fra_eng"
+    num_steps: int = Field(9, gt=1)
+    num_train: int = Field(512, gt=0)
+    num_val: int = Field(129, ge=0)
+    min_freq: int = Field(2, ge=0, description="rarer tokens become <unk>")
+    sentences: dict[str, str] = Field(default_factory=lambda: dict(BOOK_SENTENCES),
+                                      description="source sentence: reference translation")
+    beam_size: int = Field(3, gt=0)
+    file: str | None = Field(None, description="read this file of english<TAB>french lines instead of fra-eng/fra.txt")
+    dir: str | None = None
+    batch_size: int = Field(128, gt=0)
+
+
 DataConfig = Annotated[
-    Union[SyntheticRegressionData, PolynomialData, FashionMNISTData, CSVData], Field(discriminator="name")
+    Union[SyntheticRegressionData, PolynomialData, FashionMNISTData, CSVData, TimeMachineData, FraEngData],
+    Field(discriminator="name"),
 ]
 
 # ------------------------------------------------------------------ loss, optimizer
 
 
 class LossConfig(Section):
-    """squared_error is the book's 1/2 (y_hat - y)^2; mse is nn.MSELoss; cross_entropy takes logits."""
+    """squared_error is the book's 1/2 (y_hat - y)^2; mse is nn.MSELoss; cross_entropy takes logits
+    (of sequences too: the mean over steps); masked_cross_entropy sums over each target's valid
+    tokens and averages over tokens (D2L 10.7.3)."""
 
-    name: Literal["squared_error", "mse", "cross_entropy"] = "cross_entropy"
+    name: Literal["squared_error", "mse", "cross_entropy", "masked_cross_entropy"] = "cross_entropy"
     l2_penalty: float = Field(0.0, ge=0, description="lambda: adds lambda/2 ||w||^2 of the weights (D2L 4.5)")
 
 

@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .sampling import Sampling
+
 
 class Dataset(NamedTuple):
     x_train: np.ndarray
@@ -20,6 +22,7 @@ class Dataset(NamedTuple):
     label_names: tuple[str, ...] | None = None
     meta: dict[str, Any] = {}  # facts about how the data was made (true weights, sources)
     w_train: np.ndarray | None = None  # per-example weights of the training loss (D2L 4.9.5), None: all 1
+    sampling: Sampling = Sampling()  # how an epoch walks through the training examples (`core.data.sampling`)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

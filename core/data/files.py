@@ -12,9 +12,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +28,15 @@ class RemoteFile:
     """A data file: its name, where it can be downloaded, and its sha1.
 
     `sha1_of_content`: the hash is of the gunzipped bytes, so that re-compressed copies (Debian's)
-    and the original download both verify.
+    and the original download both verify. `member`: the URL is a zip archive (its sha1 is
+    `sha1`) and the file is this member of it, extracted to `name`.
     """
 
     name: str
     url: str
     sha1: str
     sha1_of_content: bool = False
+    member: str | None = None
 
 
 def search_dirs(configured: str | Path | None = None, system: tuple[str, ...] = ()) -> list[Path]:
@@ -78,7 +82,7 @@ def find_or_fetch(
 def download(remote: RemoteFile, into: Path, timeout: float = 60) -> Path:
     """Download to a temporary file in `into`, verify the sha1, then rename into place."""
     into.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=into, prefix=f".{remote.name}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=into, prefix=f".{Path(remote.name).name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
@@ -87,8 +91,26 @@ def download(remote: RemoteFile, into: Path, timeout: float = 60) -> Path:
         if found != remote.sha1:
             raise OSError(f"sha1 mismatch for {remote.url}: expected {remote.sha1}, got {found}")
         target = into / remote.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if remote.member:
+            return extract(Path(tmp), remote.member, target)
         os.replace(tmp, target)
         return target
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def extract(archive: Path, member: str, target: Path) -> Path:
+    """Copy `member` of the zip `archive` to `target` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(archive) as zf, zf.open(member) as src:
+            shutil.copyfileobj(src, out)
+        os.replace(tmp, target)
+        return target
+    except KeyError as err:
+        raise OSError(f"{archive}: the archive has no member {member}") from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

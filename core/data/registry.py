@@ -8,6 +8,8 @@ from .dataset import Dataset
 from .fashion_mnist import fashion_mnist
 from .synthetic import polynomial, synthetic_regression
 from .tabular import csv_dataset
+from .text import time_machine
+from .translation import fra_eng
 
 
 class DataSource(NamedTuple):
@@ -23,6 +25,8 @@ DATASETS: dict[str, DataSource] = {
     "polynomial": DataSource(polynomial, seeded=True),
     "fashion_mnist": DataSource(fashion_mnist, seeded=False),
     "csv": DataSource(csv_dataset, seeded=True),  # the validation rows are drawn with the seed
+    "time_machine": DataSource(time_machine, seeded=False),
+    "fra_eng": DataSource(fra_eng, seeded=False),
 }
 
 

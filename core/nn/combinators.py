@@ -14,7 +14,6 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from .init import Initializer, normal_init, zeros_init
 from .layers import Layer
 
 
@@ -111,48 +110,65 @@ def residual(body: Layer, projection: Layer | None = None, kind: str = "residual
 
 
 class Cell(NamedTuple):
-    """One step of a recurrent network.
+    """One step of a recurrent network (`core.nn.rnn` has the book's cells).
 
     `init(key, in_features) -> (out_features, params)`; `initial(batch) -> carry` (the hidden
     state before the first step); `step(params, carry, x_t) -> (carry, y_t)`, x_t (batch, F).
+    `project(params, x) -> x'`, when given, runs once on the whole (batch, steps, F) input before
+    the scan, and `step` receives its rows: the input's matrix products for all steps at once.
     """
 
     kind: str
     init: Callable[[jax.Array, int], tuple[int, Any]]
     initial: Callable[[int], Any]
     step: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+    project: Callable[[Any, jax.Array], jax.Array] | None = None
 
 
-def recurrent(cell: Cell, reverse: bool = False) -> Layer:
+CARRY = "carry"  # the model-state key of a hidden state carried from batch to batch
+
+
+def recurrent(cell: Cell, reverse: bool = False, carry_batch: int | None = None) -> Layer:
     """Run a cell over the time axis with `lax.scan`: (batch, T, F) -> (batch, T, H), the
-    cell's output at every step, from a zero hidden state. `reverse` runs from the last step
-    to the first (the backward half of a bidirectional RNN, D2L 9.4)."""
+    cell's output at every step. `reverse` runs from the last step to the first (the backward
+    half of a bidirectional RNN, D2L 10.4).
+
+    The hidden state starts at zero, unless `carry_batch` is set: then training batches of that
+    size start from the state the previous batch ended with (kept in the model state under
+    `carry`, with its gradient stopped: D2L 9.5's detach), as sequential partitioning needs.
+    The train step zeroes it at each epoch's start (`reset_carries`); evaluation starts at zero.
+    """
+    if carry_batch is not None and reverse:
+        raise ValueError("a backward recurrence cannot carry its state into the next batch")
 
     def init(key, in_shape):
         steps, features = in_shape
         out_features, params = cell.init(key, features)
-        return (steps, out_features), params, {}
+        return (steps, out_features), params, ({CARRY: cell.initial(carry_batch)} if carry_batch else {})
 
     def apply(params, state, x, *, train=False, key=None):
-        h0 = jax.tree_util.tree_map(lambda h: h.astype(x.dtype), cell.initial(x.shape[0]))  # carry keeps x's dtype
-        _, ys = jax.lax.scan(lambda h, x_t: cell.step(params, h, x_t), h0,
-                             jnp.swapaxes(x, 0, 1), reverse=reverse)
-        return jnp.swapaxes(ys, 0, 1), state
+        carried = carry_batch is not None and train and x.shape[0] == carry_batch
+        h0 = jax.lax.stop_gradient(state[CARRY]) if carried else cell.initial(x.shape[0])
+        ys, h = scan_cell(cell, params, x, h0, reverse)
+        return ys, ({CARRY: h} if carried else state)
 
     return Layer(cell.kind, init, apply)
 
 
-def rnn_cell(hidden: int, w_init: Initializer = normal_init(), b_init: Initializer = zeros_init()) -> Cell:
-    """H_t = tanh(X_t W_xh + H_{t-1} W_hh + b_h), output H_t (D2L 8.5, from scratch)."""
+def scan_cell(cell: Cell, params: Any, x: jax.Array, h0: Any, reverse: bool = False) -> tuple[jax.Array, Any]:
+    """The cell over the time axis of x (batch, T, F) from the state h0: (outputs (batch, T, H),
+    the state after the last step). The state keeps x's dtype."""
+    h0 = jax.tree_util.tree_map(lambda h: h.astype(x.dtype), h0)
+    inputs = cell.project(params, x) if cell.project else x
+    h, ys = jax.lax.scan(lambda h, x_t: cell.step(params, h, x_t), h0, jnp.swapaxes(inputs, 0, 1), reverse=reverse)
+    return jnp.swapaxes(ys, 0, 1), h
 
-    def init(key, features):
-        kx, kh = jax.random.split(key)
-        params = {"w_xh": w_init(kx, (features, hidden), jnp.float32), "w_hh": w_init(kh, (hidden, hidden), jnp.float32),
-                  "b_h": b_init(key, (hidden,), jnp.float32)}
-        return hidden, params
 
-    def step(params, h, x_t):
-        h = jnp.tanh(x_t @ params["w_xh"] + h @ params["w_hh"] + params["b_h"])
-        return h, h
+def reset_carries(model_state: Any, reset: jax.Array) -> Any:
+    """Zero every carried hidden state (`recurrent`'s `carry`) where `reset` is true."""
 
-    return Cell("rnn", init, lambda batch: jnp.zeros((batch, hidden), jnp.float32), step)
+    def zero(path, leaf):
+        carried = any(getattr(k, "key", None) == CARRY for k in path)
+        return jnp.where(reset, jnp.zeros_like(leaf), leaf) if carried else leaf
+
+    return jax.tree_util.tree_map_with_path(zero, model_state)

@@ -54,14 +54,15 @@ def stateless(kind: str, init: Callable[[jax.Array, Shape], tuple[Shape, Params]
 def dense(
     features: int, w_init: Initializer = normal_init(), b_init: Initializer = zeros_init(), use_bias: bool = True
 ) -> Layer:
-    """y = x W + b; x: (batch, n_in) -> (batch, features). Without bias, params hold `w` only."""
+    """y = x W + b on the last axis; x: (batch, ..., n_in) -> (batch, ..., features), so a
+    sequence's every step goes through the same weights. Without bias, params hold `w` only."""
 
     def init(key, in_shape):
-        (n_in,) = in_shape
+        n_in = in_shape[-1]
         params = {"w": w_init(key, (n_in, features), jnp.float32)}
         if use_bias:
             params["b"] = b_init(jax.random.fold_in(key, 1), (features,), jnp.float32)  # w keeps `key`
-        return (features,), params
+        return (*in_shape[:-1], features), params
 
     def apply(params, x):
         y = x @ params["w"]
@@ -113,6 +114,22 @@ def pool2d(kind: C.PoolKind, window: C.Pair = 2, stride: C.Pair | None = None, p
 def global_avg_pool() -> Layer:
     """(batch, H, W, C) -> (batch, C), the mean over all positions (NiN, D2L 8.3)."""
     return stateless("gap", lambda key, s: ((s[-1],), {}), lambda params, x: C.global_avg_pool(x))
+
+
+def one_hot(num_classes: int) -> Layer:
+    """Token indices (batch, steps) -> one-hot vectors (batch, steps, num_classes), the book's
+    input to a character-level RNN (D2L 9.5.1)."""
+    return stateless("one_hot", lambda key, s: ((*s, num_classes), {}),
+                     lambda params, x: jax.nn.one_hot(x, num_classes, dtype=jnp.float32))
+
+
+def embedding(num_tokens: int, features: int, w_init: Initializer = normal_init(1.0)) -> Layer:
+    """Token indices (batch, steps) -> rows of a (num_tokens, features) table (D2L 10.7.1)."""
+
+    def init(key, in_shape):
+        return (*in_shape, features), {"w": w_init(key, (num_tokens, features), jnp.float32)}
+
+    return stateless("embed", init, lambda params, x: jnp.take(params["w"], x, axis=0))
 
 
 def flatten() -> Layer:

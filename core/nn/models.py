@@ -18,6 +18,8 @@ from .cnn import CNNS
 from .combinators import serial
 from .conv import default_conv_impl
 from .init import WEIGHT_INITS
+from .rnn import rnn_lm
+from .seq2seq import ENCODER_DECODERS, as_layer
 
 
 class Model(NamedTuple):
@@ -26,6 +28,7 @@ class Model(NamedTuple):
     in_shape: tuple[int, ...]
     step_on: frozenset[str] = frozenset()
     net: L.Layer | None = None  # the layer `init` and `apply` run (for summaries); None if built otherwise
+    translator: Any = None  # an encoder-decoder's functions for decoding (`core.nn.seq2seq.EncoderDecoder`)
 
 
 def from_layer(net: L.Layer, in_shape: tuple[int, ...], step_on: frozenset[str] = frozenset()) -> Model:
@@ -109,14 +112,50 @@ def image_model(builder: Callable[[Any, int], L.Layer]) -> Callable[[Any, tuple[
     return build
 
 
+def sequence_model(builder: Callable[..., L.Layer]) -> Callable[..., Model]:
+    """A model from a `core.nn.rnn` builder, for token sequences (steps,); `carry_batch`: the
+    training batch size when the data's sampling carries hidden states across batches."""
+
+    def build(cfg, in_shape, output_dim: int, carry_batch: int | None = None, input_vocab: int | None = None) -> Model:
+        if len(in_shape) != 1:
+            raise ValueError(f"model.name: {cfg.name} takes token sequences (steps,); "
+                             f"the data's examples have shape {tuple(in_shape)}")
+        return from_layer(builder(cfg, in_shape, output_dim, carry_batch), in_shape)
+
+    return build
+
+
+def encoder_decoder(name: str) -> Callable[..., Model]:
+    """A model from a `core.nn.seq2seq` builder, for packed sentence pairs (2 num_steps + 1,)
+    (`core.data.translation`); `input_vocab`: the source vocabulary's size."""
+
+    def build(cfg, in_shape, output_dim: int, carry_batch: int | None = None, input_vocab: int | None = None) -> Model:
+        if len(in_shape) != 1 or in_shape[0] % 2 != 1 or input_vocab is None:
+            raise ValueError(f"model.name: {cfg.name} translates sentence pairs (data.name: fra_eng); "
+                             f"the data's examples have shape {tuple(in_shape)}")
+        translator = ENCODER_DECODERS[name](cfg, input_vocab, output_dim)
+        net = as_layer(translator)
+        return from_layer(net, in_shape)._replace(translator=translator)
+
+    return build
+
+
+SEQUENCE_MODELS = {"rnn_lm": sequence_model(rnn_lm), **{name: encoder_decoder(name) for name in ENCODER_DECODERS}}
+
 MODELS: dict[str, Callable[[Any, tuple[int, ...], int], Model]] = {
     "linear_regression": linear_regression,
     "softmax_regression": softmax_regression,
     "mlp": mlp,
     "lenet": lenet,
     **{name: image_model(builder) for name, builder in CNNS.items()},
+    **SEQUENCE_MODELS,
 }
 
 
-def build_model(cfg, in_shape: tuple[int, ...], output_dim: int) -> Model:
+def build_model(cfg, in_shape: tuple[int, ...], output_dim: int, carry_batch: int | None = None,
+                input_vocab: int | None = None) -> Model:
+    """The model `cfg` names; `carry_batch` and `input_vocab` (the source vocabulary of a
+    translation model) reach the sequence models only."""
+    if cfg.name in SEQUENCE_MODELS:
+        return SEQUENCE_MODELS[cfg.name](cfg, tuple(in_shape), output_dim, carry_batch, input_vocab)
     return MODELS[cfg.name](cfg, tuple(in_shape), output_dim)

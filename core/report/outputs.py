@@ -102,7 +102,7 @@ def _jsonable(obj):
 
 
 def plot_curves(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> None:
-    """Loss (and accuracy, where there is one) against epoch, train and val, as the book's
+    """Loss (and accuracy, or a language model's perplexity) against epoch, train and val, as the book's
     ProgressBoard draws them. Regression losses span decades, so their axis is logarithmic."""
     from matplotlib.figure import (
         Figure,  # no pyplot: no global state, no display needed
@@ -110,12 +110,13 @@ def plot_curves(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "
     from matplotlib.ticker import MaxNLocator
 
     df = pd.DataFrame(list(rows))
-    has_acc = "val/acc" in df
+    second = "ppl" if "val/ppl" in df else "acc" if "val/acc" in df else None  # a language model shows perplexity
+    has_acc = second is not None
     fig = Figure(figsize=(10 if has_acc else 5.5, 4))
     # fixed margins: a layout engine doubles the time to draw, and a sweep draws one per trial
     fig.subplots_adjust(left=0.08 if has_acc else 0.14, right=0.98, bottom=0.13, top=0.9 if title else 0.96, wspace=0.25)
     axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
-    panels = [("loss", axes[0])] + ([("acc", axes[1])] if has_acc else [])
+    panels = [("loss", axes[0])] + ([(second, axes[1])] if has_acc else [])
     for metric, ax in panels:
         for split, style in (("train", "-"), ("val", "--")):
             col = f"{split}/{metric}"
@@ -138,3 +139,24 @@ def write_figure(path: str | Path, fig) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     write_atomic(path, buf.getvalue())
+
+
+def plot_predictions(path: str | Path, images, labels: Sequence[str], preds: Sequence[str], title: str = "") -> None:
+    """A grid of images, each titled with its true and predicted label, a wrong prediction in
+    red (the book's `predict_ch3`)."""
+    from matplotlib.figure import Figure
+
+    n = len(images)
+    cols = min(8, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(1.5 * cols, 1.7 * rows + (0.4 if title else 0)))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            image = images[i]
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+            ax.set_title(f"{labels[i]}\n{preds[i]}", fontsize=7, color="black" if labels[i] == preds[i] else "red")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    write_figure(path, fig)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .setup import Setup
 from .state import Arrays, TrainState
-from .steps import epoch_order, make_batch_fn, make_epoch_fn
+from .steps import make_batch_fn, make_epoch_fn
 
 HostMetrics = dict[str, np.ndarray]
 
@@ -54,10 +54,9 @@ def single_program(setup: Setup, state: TrainState, keys: dict[str, jax.Array], 
     """One run's program: the whole epoch as one `lax.scan` (`loop: scan`) or one jitted step
     per batch (`loop: step`), compiled ahead of time so that compile seconds and per-epoch
     seconds are measured apart."""
-    n, bs = setup.num_train, setup.batch_size
-    order_fn = jax.jit(epoch_order, static_argnums=(2, 3))
+    order_fn = jax.jit(setup.order)
     t0 = time.perf_counter()
-    order0 = order_fn(keys["order"], 0, n, bs)
+    order0 = order_fn(keys["order"], 0)
     if setup.loop == "scan":
         run = jax.jit(make_epoch_fn(setup.train_step), donate_argnums=0).lower(state, data, order0, keys["step"]).compile()
     else:
@@ -69,7 +68,7 @@ def single_program(setup: Setup, state: TrainState, keys: dict[str, jax.Array], 
     compile_seconds = time.perf_counter() - t0
 
     def epoch(state, epoch, first, stop):
-        order = order_fn(keys["order"], epoch, n, bs)
+        order = order_fn(keys["order"], epoch)
         if setup.loop == "scan":
             state, metrics = run(state, data, order, keys["step"])
             return state, [jax.device_get(metrics)], setup.steps_per_epoch  # one host transfer per epoch

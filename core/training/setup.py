@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from ..config import Config
 from ..data import Dataset
 from ..data.pipeline import build_pipeline
+from ..data.sampling import epoch_order, steps_per_epoch
 from ..errors import ConfigError
 from ..nn.losses import LOSSES, Loss, Metric, default_metrics
 from ..nn.models import Model, build_model, with_input
@@ -33,6 +34,7 @@ class Setup(NamedTuple):
     optimizer: Any  # optax.GradientTransformation
     loss: Loss
     train_step: Callable  # (state, batch, key) -> (state, metrics)
+    order: Callable  # (key, epoch) -> the epoch's (steps_per_epoch, batch_size) example indices
     eval_fn: Callable  # (params, model_state, batches, mask) -> metrics
     eval_names: tuple[str, ...]  # the metrics eval_fn reports, in the order metrics.csv shows them
     batch_size: int
@@ -53,11 +55,17 @@ def choose_loop(requested: str, model: Model, backend: str) -> str:
     return "step" if backend in model.step_on else "scan"
 
 
+def input_vocab(data: Dataset) -> int | None:
+    """The source vocabulary's size, for a translation data set."""
+    return len(data.meta["src_vocab"]) if "src_vocab" in data.meta else None
+
+
 def model_for(cfg: Config, data: Dataset) -> Model:
     """The model `cfg` describes, taking `data`'s examples through the config's input pipeline
     (resize, augmentation: `core.data.pipeline`)."""
     pipeline = build_pipeline(cfg.data, data.input_shape)
-    model = build_model(cfg.model, pipeline.out_shape, data.output_dim)
+    carry_batch = cfg.data.batch_size if data.sampling.carries_state else None
+    model = build_model(cfg.model, pipeline.out_shape, data.output_dim, carry_batch, input_vocab(data))
     return model if pipeline.identity else with_input(model, pipeline.apply, data.input_shape)
 
 
@@ -65,7 +73,7 @@ def network_summary(cfg: Config, data: Dataset, max_depth: int | None = None) ->
     """The rows of `core.nn.summary.summarize` for the network `cfg` builds, and the shape of
     one example as the network receives it (after the input pipeline's resize)."""
     pipeline = build_pipeline(cfg.data, data.input_shape)
-    model = build_model(cfg.model, pipeline.out_shape, data.output_dim)
+    model = build_model(cfg.model, pipeline.out_shape, data.output_dim, input_vocab=input_vocab(data))
     return summarize(model.net, pipeline.out_shape, max_depth), pipeline.out_shape
 
 
@@ -80,13 +88,24 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
     batch_size, num_train = cfg.data.batch_size, len(data.x_train)
     if batch_size > num_train:
         raise ConfigError(f"data.batch_size ({batch_size}) is larger than the training set ({num_train} examples)")
-    steps_per_epoch = num_train // batch_size
+    sampling = data.sampling
+    steps = steps_per_epoch(sampling, num_train, batch_size)
+    if steps < 1:
+        raise ConfigError(f"data.batch_size ({batch_size}) leaves no whole batch per epoch with {sampling.kind} sampling "
+                          f"of {num_train} examples")
     model = model_for(cfg, data)
-    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs)
-    train_step = make_train_step(model, loss.fn, optimizer, loss.classify, cfg.loss.l2_penalty)
-    eval_metrics = eval_metrics or default_metrics(loss)
+    optimizer = build_optimizer(cfg.optimizer, steps, cfg.trainer.epochs)
+    # a hidden state carried from batch to batch starts afresh with each epoch
+    train_step = make_train_step(model, loss, optimizer, cfg.loss.l2_penalty,
+                                 reset_every=steps if sampling.carries_state else None,
+                                 partial_batches=sampling.keeps_partial_batch(num_train, batch_size))
+    eval_metrics = eval_metrics or default_metrics(loss, language_model=bool(data.meta.get("language_model")))
     eval_fn = make_eval_fn(model, eval_metrics)
-    return Setup(cfg, model, optimizer, loss, train_step, eval_fn, tuple(eval_metrics), batch_size, num_train, steps_per_epoch,
+
+    def order(key, epoch):
+        return epoch_order(sampling, key, epoch, num_train, batch_size)
+
+    return Setup(cfg, model, optimizer, loss, train_step, order, eval_fn, tuple(eval_metrics), batch_size, num_train, steps,
                  choose_loop(cfg.trainer.loop, model, jax.default_backend()))
 
 

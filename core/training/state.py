@@ -26,11 +26,13 @@ class Arrays(NamedTuple):
     x: jax.Array
     y: Any
     w: jax.Array | None = None  # per-example loss weights; None: all 1
+    m: jax.Array | None = None  # in a gathered batch: False at the padding of a partial batch
 
 
 def take(data: Arrays, idx: jax.Array) -> Arrays:
-    """The examples at `idx`, gathered on the device."""
-    return jax.tree_util.tree_map(lambda a: a[idx], data)
+    """The examples at `idx`, gathered on the device. A negative index pads a partial batch
+    (`core.data.sampling`): it gathers some example, and `m` marks it False."""
+    return jax.tree_util.tree_map(lambda a: a[idx], data._replace(m=None))._replace(m=idx >= 0)
 
 
 def init_state(model, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..nn.losses import Metric, PerExample, accuracy
+from ..nn.combinators import reset_carries
+from ..nn.losses import Loss, Metric
 from ..nn.params import l2_of_weights
 from .state import Arrays, TrainState, take
 
@@ -21,18 +22,30 @@ Metrics = dict[str, jax.Array]
 
 
 def make_train_step(
-    model, loss_fn: PerExample, optimizer: optax.GradientTransformation, classify: bool, l2_penalty: float = 0.0
+    model, loss: Loss, optimizer: optax.GradientTransformation, l2_penalty: float = 0.0, reset_every: int | None = None,
+    partial_batches: bool = False,
 ) -> Callable[[TrainState, Arrays, jax.Array], tuple[TrainState, Metrics]]:
     """`train_step(state, batch, key) -> (state, {"loss", "finite", ["acc"]})` on one batch.
 
-    The loss is the mean over the batch, weighted by `batch.w` when the data carry weights.
-    The reported loss is the data loss; an `l2_penalty` lambda adds lambda/2 ||w||^2 to the
-    objective only (D2L 4.5.2: `loss + lambd * l2_penalty(w)`).
+    The loss is the mean over the batch (over its tokens, for a loss with a `count`), weighted
+    by `batch.w` when the data carry weights. The reported loss is the data loss; an
+    `l2_penalty` lambda adds lambda/2 ||w||^2 to the objective only (D2L 4.5.2:
+    `loss + lambd * l2_penalty(w)`). With `reset_every` (the steps of an epoch), hidden states
+    carried from batch to batch (`core.nn.combinators.recurrent`) start from zero at every
+    epoch's first step. With `partial_batches`, the padding of an epoch's last, partial batch
+    (`batch.m` False) counts for nothing: the mean is over its real examples.
     """
 
+    def mean(per_example, batch: Arrays):
+        weighted = per_example if batch.w is None else per_example * batch.w
+        counts = loss.count(batch.y) if loss.count else jnp.ones_like(per_example)
+        if partial_batches:
+            weighted, counts = weighted * batch.m, counts * batch.m
+            return jnp.sum(weighted) / jnp.sum(counts)
+        return jnp.sum(weighted) / jnp.sum(counts) if loss.count else jnp.mean(weighted)
+
     def data_loss(out, batch: Arrays):
-        per_example = loss_fn(out, batch.y)
-        return jnp.mean(per_example if batch.w is None else per_example * batch.w)
+        return mean(loss.fn(out, batch.y), batch)
 
     def objective(params, model_state, batch: Arrays, key):
         out, model_state = model.apply(params, model_state, batch.x, train=True, key=key)
@@ -40,27 +53,19 @@ def make_train_step(
         return data_loss(out, batch) + penalty, (out, model_state)
 
     def train_step(state: TrainState, batch: Arrays, key: jax.Array):
-        grads, (out, model_state) = jax.grad(objective, has_aux=True)(state.params, state.model_state, batch, key)
+        model_state = state.model_state
+        if reset_every:
+            model_state = reset_carries(model_state, state.step % reset_every == 0)
+        grads, (out, model_state) = jax.grad(objective, has_aux=True)(state.params, model_state, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": data_loss(out, batch)}
         metrics["finite"] = jnp.isfinite(metrics["loss"]) & jnp.isfinite(optax.tree.norm(grads))
-        if classify:
-            metrics["acc"] = jnp.mean(accuracy(out, batch.y))
+        if loss.classify:
+            metrics["acc"] = mean(loss.accuracy(out, batch.y), batch)
         return TrainState(params, opt_state, model_state, state.step + 1), metrics
 
     return train_step
-
-
-def epoch_order(key: jax.Array, epoch: int | jax.Array, num_examples: int, batch_size: int) -> jax.Array:
-    """A fresh shuffle per epoch, derived from the run's key and the epoch number.
-
-    Returns (num_batches, batch_size) indices; the last partial batch is dropped so every step
-    has the same shape (a different remainder is left out each epoch).
-    """
-    num_batches = num_examples // batch_size
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
-    return perm[: num_batches * batch_size].reshape(num_batches, batch_size)
 
 
 def make_batch_fn(train_step):
@@ -98,18 +103,19 @@ def pad_for_eval(data: Arrays, batch_size: int) -> tuple[Arrays, jax.Array]:
 
 def make_eval_fn(model, metrics: dict[str, Metric]):
     """`eval_fn(params, model_state, batches, mask) -> {name: value}`: each metric's mean over
-    the real examples of a padded split (`pad_for_eval`), then its `finish`."""
+    the real examples (or tokens) of a padded split (`pad_for_eval`), then its `finish`."""
 
     def eval_fn(params, model_state, batches: Arrays, mask: jax.Array) -> Metrics:
         def body(totals, batch):
             x, y, m = batch
             out, _ = model.apply(params, model_state, x, train=False)
-            sums = {name: jnp.sum(metric.per_example(out, y) * m) for name, metric in metrics.items()}
+            sums = {name: (jnp.sum(metric.per_example(out, y) * m), jnp.sum(metric.count(y) * m if metric.count else m))
+                    for name, metric in metrics.items()}
             return jax.tree_util.tree_map(jnp.add, totals, sums), None
 
-        zeros = {name: jnp.zeros(()) for name in metrics}
+        zeros = {name: (jnp.zeros(()), jnp.zeros(())) for name in metrics}
         totals, _ = jax.lax.scan(body, zeros, (batches.x, batches.y, mask))
-        means = {k: v / jnp.sum(mask) for k, v in totals.items()}
+        means = {k: total / count for k, (total, count) in totals.items()}
         return {k: metrics[k].finish(v) if metrics[k].finish else v for k, v in means.items()}
 
     return eval_fn

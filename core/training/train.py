@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..nn.losses import Metric
 from ..report import outputs
 from ..report.progress import Reporter, make_reporter
+from .inference import after_training
 from .loop import StopFlag, run_epochs, start_trial
 from .program import single_program
 from .setup import Setup, build_setup, eval_splits, train_arrays
@@ -87,8 +88,9 @@ def train(
         finally:
             reporter.close()
             trial.finish(plot)
+        extra = after_training(setup, state, data)
         summary = make_summary(trial.rows, state.params, data, wall_seconds=time.perf_counter() - t_start,
-                               compile_seconds=program.compile_seconds, loop=program.label)
+                               compile_seconds=program.compile_seconds, loop=program.label, **extra)
         outputs.write_json(run_dir / "summary.json", summary)
         return Result(state, trial.rows, summary, setup)
 

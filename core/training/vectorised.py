@@ -32,7 +32,7 @@ from .loop import StopFlag, Trial, run_epochs, start_trial
 from .program import Program, evaluate_splits, in_order
 from .setup import Setup, build_setup, eval_splits, train_arrays
 from .state import take
-from .steps import epoch_order, make_epoch_fn
+from .steps import make_epoch_fn
 from .summary import make_summary
 
 
@@ -118,7 +118,6 @@ def group_program(setup: Setup, trials: list[Trial], datasets: list[Dataset], mo
                         else t.keys["order"]).tobytes() for t in trials]
     layout = make_layout(range(len(trials)), seeds if mode == "vmap" else list(range(len(trials))))
     per_row = [row[0] for row in layout.rows]
-    n, bs = setup.num_train, setup.batch_size
     if shared:
         data, splits = train_arrays(datasets[0]), eval_splits(datasets[0])
     else:
@@ -126,7 +125,7 @@ def group_program(setup: Setup, trials: list[Trial], datasets: list[Dataset], mo
         splits = _stack([eval_splits(datasets[i]) for i in per_row])
     slots = layout.first_slot()
     trial_at = lambda tree, i: jax.tree_util.tree_map(lambda a: np.asarray(a[slots[i]]), tree)  # noqa: E731
-    order_fn = jax.jit(jax.vmap(epoch_order, in_axes=(0, None, None, None)), static_argnums=(2, 3))
+    order_fn = jax.jit(jax.vmap(setup.order, in_axes=(0, None)))
     order_keys = jnp.stack([jnp.asarray(trials[i].keys["order"]) for i in per_row])
     evaluate_one = lambda p, s, sp: evaluate_splits(setup.eval_fn, p, s, sp)  # noqa: E731
     t0 = time.perf_counter()
@@ -135,13 +134,13 @@ def group_program(setup: Setup, trials: list[Trial], datasets: list[Dataset], mo
         state = grid([t.state for t in trials])
         step_keys = grid([jnp.asarray(t.keys["step"]) for t in trials])
         run = jax.jit(make_group_epoch_fn(setup.train_step), donate_argnums=0, static_argnums=4).lower(
-            state, data, order_fn(order_keys, 0, n, bs), step_keys, not shared).compile()
+            state, data, order_fn(order_keys, 0), step_keys, not shared).compile()
         axis = None if shared else 0
         evaluate = jax.jit(jax.vmap(jax.vmap(evaluate_one, in_axes=(0, 0, None)), in_axes=(0, 0, axis)))
         evaluate = evaluate.lower(state.params, state.model_state, splits).compile()
 
         def epoch(state, epoch, first, stop):
-            state, metrics = run(state, data, order_fn(order_keys, epoch, n, bs), step_keys)
+            state, metrics = run(state, data, order_fn(order_keys, epoch), step_keys)
             metrics = jax.device_get(metrics)  # one host transfer per epoch for the group
             return state, [trial_at(metrics, i) for i in range(len(trials))], setup.steps_per_epoch
 
@@ -160,11 +159,11 @@ def group_program(setup: Setup, trials: list[Trial], datasets: list[Dataset], mo
     state = [jax.device_put(t.state) for t in trials]
     row_of = (lambda tree, r: tree) if shared else (lambda tree, r: jax.tree_util.tree_map(lambda a: a[r], tree))  # noqa: E731
     run1 = jax.jit(make_epoch_fn(setup.train_step), donate_argnums=0).lower(
-        state[0], row_of(data, 0), order_fn(order_keys, 0, n, bs)[0], trials[0].keys["step"]).compile()
+        state[0], row_of(data, 0), order_fn(order_keys, 0)[0], trials[0].keys["step"]).compile()
     eval1 = jax.jit(evaluate_one).lower(state[0].params, state[0].model_state, row_of(splits, 0)).compile()
 
     def epoch(states, epoch, first, stop):
-        order = order_fn(order_keys, epoch, n, bs)
+        order = order_fn(order_keys, epoch)
         outs = [run1(st, row_of(data, r), order[r], trials[r].keys["step"]) for r, st in enumerate(states)]
         return [o[0] for o in outs], [jax.device_get(o[1]) for o in outs], setup.steps_per_epoch
 

@@ -1,0 +1,116 @@
+"""English-French sentence pairs for machine translation (D2L 10.5).
+
+The book's preprocessing: non-breaking spaces become spaces, everything is lower-cased, and a
+space goes before `, . ! ?` where none is; tokens are the words between single spaces. Each
+sentence gets `<eos>` and is cut or padded with `<pad>` to `num_steps` tokens; its valid length
+counts the tokens that are not padding. The decoder's input is `<bos>` followed by the target
+but its last token (teacher forcing, D2L 10.7.3).
+
+Arrays hold a pair in one row so that the trainer batches them like any other example:
+`x = [source (T) | source valid length | decoder input (T)]` and `y = [target (T) | target
+valid length]` (`pack_pairs`; `split_inputs` and `split_targets` take them apart).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from .dataset import Dataset
+from .files import RemoteFile, find_or_fetch
+from .text import D2L_DATA_URL, Vocab
+
+FRA_ENG = RemoteFile("fra-eng/fra.txt", D2L_DATA_URL + "fra-eng.zip", "94646ad1522d915e7b0f9296181140edcf86a4f5",
+                     member="fra-eng/fra.txt")
+PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
+RESERVED = (PAD, BOS, EOS)  # indices 1, 2, 3 after <unk> = 0
+
+
+def preprocess(text: str) -> str:
+    """The book's `preprocess_nmt`: U+202F and U+00A0 to spaces, lower case, and a space before
+    `, . ! ?` when the character before is not one."""
+    text = text.replace("\u202f", " ").replace("\xa0", " ").lower()
+    out = [" " + ch if i > 0 and ch in ",.!?" and text[i - 1] != " " else ch for i, ch in enumerate(text)]
+    return "".join(out)
+
+
+def words(sentence: str) -> list[str]:
+    """A preprocessed sentence's tokens: the non-empty pieces between spaces."""
+    return [t for t in sentence.split(" ") if t]
+
+
+def parse_pairs(text: str, num_pairs: int | None = None) -> list[tuple[list[str], list[str]]]:
+    """The first `num_pairs` lines `english<TAB>french` (after `preprocess`) as token lists;
+    lines without a tab are skipped."""
+    pairs = []
+    for line in preprocess(text).split("\n"):
+        if num_pairs is not None and len(pairs) >= num_pairs:
+            break
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            pairs.append((words(parts[0]), words(parts[1])))
+    return pairs
+
+
+def pad_sentence(ids: Sequence[int], num_steps: int, eos: int, pad: int) -> tuple[list[int], int]:
+    """`ids + [eos]`, cut or padded to `num_steps`; and the count of tokens that are not padding."""
+    ids = [*ids, eos][:num_steps]
+    return ids + [pad] * (num_steps - len(ids)), len(ids)
+
+
+def pack_pairs(pairs, src_vocab: Vocab, tgt_vocab: Vocab, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of token lists -> (x (n, 2T+1), y (n, T+1)) int32, laid out as the module doc says."""
+    xs, ys = [], []
+    for src, tgt in pairs:
+        s, s_len = pad_sentence(src_vocab.indices(src), num_steps, src_vocab[EOS], src_vocab[PAD])
+        t, t_len = pad_sentence(tgt_vocab.indices(tgt), num_steps, tgt_vocab[EOS], tgt_vocab[PAD])
+        xs.append([*s, s_len, tgt_vocab[BOS], *t[:-1]])
+        ys.append([*t, t_len])
+    shape_x, shape_y = (0, 2 * num_steps + 1), (0, num_steps + 1)
+    return (np.asarray(xs, np.int32).reshape(-1, shape_x[1]) if xs else np.zeros(shape_x, np.int32),
+            np.asarray(ys, np.int32).reshape(-1, shape_y[1]) if ys else np.zeros(shape_y, np.int32))
+
+
+class Inputs(NamedTuple):
+    src: object  # (batch, T) source tokens
+    src_len: object  # (batch,) tokens of the source that are not padding
+    dec: object  # (batch, T) the decoder's input: <bos>, then the target but its last token
+
+
+def split_inputs(x) -> Inputs:
+    t = (x.shape[1] - 1) // 2
+    return Inputs(x[:, :t], x[:, t], x[:, t + 1 :])
+
+
+def split_targets(y):
+    """(labels (batch, T), valid lengths (batch,))."""
+    return y[:, :-1], y[:, -1]
+
+
+def read_pairs_file(cfg) -> str:
+    path = Path(cfg.file) if cfg.file else find_or_fetch(FRA_ENG, cfg.dir)
+    return path.read_text(encoding="utf-8")
+
+
+def translation_data(text: str, cfg) -> Dataset:
+    """The first `num_train` pairs train and the `num_val` after them validate; both
+    vocabularies (`min_freq`, reserved `<pad> <bos> <eos>`) count the tokens of all pairs read,
+    as the book's do."""
+    pairs = parse_pairs(text, cfg.num_train + cfg.num_val)
+    if len(pairs) < cfg.num_train + 1:
+        raise ConfigError(f"data.num_train: {cfg.num_train} pairs asked for, but the file holds {len(pairs)}")
+    src_vocab = Vocab((t for s, _ in pairs for t in s), cfg.min_freq, RESERVED)
+    tgt_vocab = Vocab((t for _, s in pairs for t in s), cfg.min_freq, RESERVED)
+    x_train, y_train = pack_pairs(pairs[: cfg.num_train], src_vocab, tgt_vocab, cfg.num_steps)
+    x_val, y_val = pack_pairs(pairs[cfg.num_train :], src_vocab, tgt_vocab, cfg.num_steps)
+    meta = {"task": "translation", "src_vocab": src_vocab.idx_to_token, "tgt_vocab": tgt_vocab.idx_to_token,
+            "num_steps": cfg.num_steps, "val_pairs": [(" ".join(s), " ".join(t)) for s, t in pairs[cfg.num_train :]]}
+    return Dataset(x_train, y_train, x_val, y_val, num_classes=len(tgt_vocab), meta=meta)
+
+
+def fra_eng(cfg, seed: int) -> Dataset:
+    """English-French pairs from Tatoeba (D2L 10.5), found or downloaded with the archive's sha1."""
+    return translation_data(read_pairs_file(cfg), cfg)

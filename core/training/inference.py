@@ -1,0 +1,104 @@
+"""Using a trained model: a run directory's config and newest checkpoint back in memory, and what
+each kind of model does with them (a language model continues text; a translation model
+translates, `core.training.translate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from ..config import Config, load_config
+from ..data import Dataset, load_dataset
+from ..data.text import clean, tokenize
+from ..errors import ConfigError
+from ..nn.rnn import greedy_continuation
+from . import checkpoint
+from .setup import Setup, build_setup, start_state
+from .state import TrainState
+from .translate import translation_report
+
+
+class LoadedRun(NamedTuple):
+    cfg: Config
+    data: Dataset
+    setup: Setup
+    state: TrainState
+
+
+def load_run(run_dir: str | Path, data: Dataset | None = None) -> LoadedRun:
+    """The run's config, data set (for its vocabulary and validation split), model and the state
+    of its newest checkpoint.
+
+    Raises:
+        ConfigError: not a run directory, or a run with no checkpoint.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    if not checkpoint.list_checkpoints(run_dir / "checkpoints"):
+        raise ConfigError(f"{run_dir}: the run has no checkpoint to predict with (was it trained?)")
+    cfg = load_config(run_dir / "config.yaml")
+    data = data if data is not None else load_dataset(cfg.data, cfg.seed)
+    setup = build_setup(cfg, data)
+    template, _ = start_state(setup, jax.random.PRNGKey(cfg.seed))
+    state = checkpoint.load_latest(run_dir / "checkpoints", template).state
+    return LoadedRun(cfg, data, setup, state)
+
+
+def continue_text(setup: Setup, state: TrainState, data: Dataset, prefix: str, num_tokens: int) -> str:
+    """The prefix and the `num_tokens` tokens a language model predicts after it, greedily."""
+    vocab = data.meta["vocab"]
+    index = {t: i for i, t in enumerate(vocab)}
+    token = data.meta["token"]
+    tokens = tokenize(clean(prefix), token)
+    ids = greedy_continuation(setup.model.apply, state.params, state.model_state, [index.get(t, 0) for t in tokens], num_tokens)
+    words = [vocab[i] for i in ids]
+    return "".join(words) if token == "char" else " ".join(words)
+
+
+def language_model_sample(setup: Setup, state: TrainState, data: Dataset) -> dict[str, Any]:
+    """summary.json's sample: the continuation of the data config's `prefix`."""
+    cfg = setup.cfg.data
+    return {"prefix": cfg.prefix, "tokens": cfg.predict_tokens,
+            "text": continue_text(setup, state, data, cfg.prefix, cfg.predict_tokens)}
+
+
+def model_kind(setup: Setup, data: Dataset) -> str:
+    """`language_model`, `translation`, `classifier` or `regression`: what `dlrun predict` can do with it."""
+    if data.meta.get("language_model"):
+        return "language_model"
+    if setup.model.translator is not None:
+        return "translation"
+    return "classifier" if setup.loss.classify else "regression"
+
+
+def after_training(setup: Setup, state: TrainState, data: Dataset) -> dict[str, Any]:
+    """What summary.json adds for a model that generates: a language model's continuation of
+    the configured prefix; a translation model's translations and held-out BLEU."""
+    kind = model_kind(setup, data)
+    if kind == "language_model":
+        return {"sample": language_model_sample(setup, state, data)}
+    if kind == "translation":
+        cfg = setup.cfg.data
+        return translation_report(setup.model.translator, state.params, data.meta, cfg.sentences, cfg.beam_size)
+    return {}
+
+
+class ImagePredictions(NamedTuple):
+    images: Any  # (n, height, width, channels)
+    labels: list[str]
+    predictions: list[str]
+    accuracy: float
+
+
+def predict_images(run: LoadedRun, count: int) -> ImagePredictions:
+    """The first `count` validation images with their true and predicted classes."""
+    x, y = run.data.x_val[:count], run.data.y_val[:count]
+    logits, _ = jax.jit(lambda p, s, x: run.setup.model.apply(p, s, x, train=False))(run.state.params, run.state.model_state, x)
+    predicted = np.asarray(jax.numpy.argmax(logits, axis=-1))
+    names = run.data.label_names or tuple(str(i) for i in range(run.data.num_classes or 0))
+    return ImagePredictions(x, [names[int(i)] for i in y], [names[int(i)] for i in predicted],
+                            float(np.mean(predicted == np.asarray(y))))
