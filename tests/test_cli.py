@@ -78,3 +78,27 @@ def test_exit_codes_come_from_the_error_classes():
     assert errors.ConfigError.exit_code == errors.DataError.exit_code == errors.DataNotFoundError.exit_code == 2
     assert errors.TrainingDiverged.exit_code == 1 and errors.TrainingInterrupted.exit_code == 130
     assert all(issubclass(c, errors.DlrunError) for c in (errors.CheckpointError, errors.RunDirError, errors.SweepError))
+
+
+def test_predict_labels_validation_images_of_a_classifier(tmp_path, fake_fmnist_dir):
+    import numpy as np
+
+    from dlrun.core.config import load_config
+    from dlrun.core.data import load_dataset
+    from dlrun.core.training.inference import load_run
+
+    out = tmp_path / "run"
+    args = ["train", str(CONFIGS / "softmax.yaml"), "--set", f"data.dir={fake_fmnist_dir}", "--set", "trainer.epochs=2",
+            "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["predict", str(out), "--val", "12"])
+    assert result.exit_code == 0, result.output
+    assert (out / "predictions.png").stat().st_size > 5000
+    # the printed accuracy is the model's on those 12 images, recomputed here from the checkpoint
+    run = load_run(out)
+    logits, _ = run.setup.model.apply(run.state.params, run.state.model_state, run.data.x_val[:12])
+    data = load_dataset(load_config(out / "config.yaml").data, 0)
+    expected = float(np.mean(np.argmax(np.asarray(logits), -1) == data.y_val[:12]))
+    assert f"accuracy on the first 12 validation images: {expected:.4f}" in result.output
+    wrong = runner.invoke(app, ["predict", str(out), "go ."])
+    assert wrong.exit_code == 2 and "classifier run" in wrong.output and "SENTENCES" in wrong.output

@@ -45,6 +45,16 @@ def test_a_tiny_language_model_learns_its_text_by_heart(tmp_path):
     assert sample["text"] == "the time machine the time", sample  # 17 characters after the prefix
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert "train/ppl" in header and "val/ppl" in header
+    # dlrun predict continues any prefix from the last checkpoint, and refuses other kinds' options
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["predict", str(tmp_path / "run"), "--prefix", "machine", "--tokens", "9"])
+    assert out.exit_code == 0 and out.output.strip() == "machine the time", out.output
+    wrong = runner.invoke(app, ["predict", str(tmp_path / "run"), "--val", "4"])
+    assert wrong.exit_code == 2 and "language model run" in wrong.output and "--val" in wrong.output
 
 
 def sequential_config(tmp_path, **trainer):
@@ -107,3 +117,23 @@ def test_a_batch_too_large_for_the_partitioning_is_a_clear_error(tmp_path):
     cfg = lm_config(tmp_path, data={"sampling": "sequential", "max_tokens": 100, "num_steps": 10, "batch_size": 20})
     with pytest.raises(ConfigError, match="no whole batch"):
         build_setup(cfg, load_dataset(cfg.data, 0))
+
+
+def test_a_sweep_over_language_models_ranks_them_by_validation_perplexity(tmp_path):
+    import pandas as pd
+    import yaml
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+
+    base = lm_config(tmp_path, trainer={"epochs": 3, "progress": "none"})
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base.model_dump(mode="json")))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"base: {tmp_path / 'base.yaml'}\nparameters:\n  optimizer.lr: [0.0003, 0.03]\n")
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["sweep", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "results.csv")
+    assert "best val/ppl" in df.columns and "best val/acc" not in df.columns  # the target metric
+    best = df.loc[df["final val/ppl"].idxmin(), "optimizer.lr"]
+    assert best == 0.03 and "best: optimizer.lr=0.03" in result.output  # lower perplexity is better

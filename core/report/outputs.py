@@ -156,7 +156,7 @@ def plot_predictions(path: str | Path, images, labels: Sequence[str], preds: Seq
         if i < n:
             image = images[i]
             ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
-            ax.set_title(f"{labels[i]}\n{preds[i]}", fontsize=7, color="black" if labels[i] == preds[i] else "red")
+            ax.set_title(f"true: {labels[i]}\npred: {preds[i]}", fontsize=7, color="black" if labels[i] == preds[i] else "red")
     if title:
         fig.suptitle(title, fontsize=9)
     write_figure(path, fig)

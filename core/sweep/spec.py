@@ -9,7 +9,7 @@ parameters:
   model.dropout: uniform(0, 0.5) # a distribution: random search (needs `trials`)
 trials: 16                       # random search: how many draws
 seeds: 3                         # each trial repeated with seeds seed, seed+1, ... (error bars)
-metric: val/acc                  # what "best" means (default: val/acc, or val/loss for regression)
+metric: val/acc                  # what "best" means (default: val/acc; val/ppl for language models, else val/loss)
 scheduler: {name: halving, eta: 3, min_epochs: 1}
 ```
 Distributions: `uniform(low, high)`, `loguniform(low, high)`, `randint(low, high)` (an integer,
@@ -243,8 +243,11 @@ def trial_config(base: Path, spec: SweepSpec, trial: Trial, extra: list[str], so
 
 
 def metric_and_mode(spec: SweepSpec, cfg: Config) -> tuple[str, str]:
-    """The target metric and whether higher is better: val/acc for classification, else val/loss."""
+    """The target metric and whether higher is better: val/ppl for a language model, val/loss
+    for translation (its token accuracy says little) and regression, else val/acc."""
     from ..nn.losses import LOSSES
 
-    metric = spec.metric or ("val/acc" if LOSSES[cfg.loss.name].classify else "val/loss")
+    default = ("val/ppl" if cfg.data.name == "time_machine" else
+               "val/loss" if cfg.data.name == "fra_eng" or not LOSSES[cfg.loss.name].classify else "val/acc")
+    metric = spec.metric or default
     return metric, spec.mode or ("max" if metric.endswith("acc") else "min")
