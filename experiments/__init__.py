@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from dlrun.core.config import Config, validate_options
 from dlrun.core.errors import ConfigError
 
-from . import conv_kernel, distribution_shift, initialization, kaggle_house, polynomial
+from . import conv_kernel, corpus_stats, distribution_shift, initialization, kaggle_house, polynomial, sequence
 
 
 class Experiment(NamedTuple):
@@ -32,6 +32,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "distribution_shift": Experiment(distribution_shift.run, distribution_shift.DistributionShiftOptions),
     "kaggle_house": Experiment(kaggle_house.run, kaggle_house.KaggleHouseOptions),
     "conv_kernel": Experiment(conv_kernel.run, conv_kernel.ConvKernelOptions),
+    "sine": Experiment(sequence.run, sequence.SequenceOptions),
+    "corpus_stats": Experiment(corpus_stats.run, corpus_stats.CorpusStatsOptions),
 }
 
 

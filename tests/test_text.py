@@ -148,3 +148,23 @@ def test_time_machine_statistics_match_the_book(d2l_data_dir):
     assert ngram_freqs(words, 3)[0] == (("the", "time", "traveller"), 59)
     chars = tokenize(clean(text), "char")
     assert len(chars) == 173428 and len(Vocab(chars)) == 28
+
+
+def test_corpus_statistics_of_the_time_machine_are_the_books(d2l_data_dir, tmp_path):
+    from dlrun.core.config.schema import TimeMachineData
+    from dlrun.core.data.text import read_time_machine
+    from dlrun.experiments.corpus_stats import BOOK, corpus_stats
+
+    stats = corpus_stats(read_time_machine(TimeMachineData(dir=str(d2l_data_dir))), top=5)
+    for key in ("lines (0.16)", "char corpus (0.16)", "char corpus (1.0)", "char vocab"):
+        assert stats[key] == BOOK[key], key
+    for key in ("top words", "top bigrams", "top trigrams"):
+        assert stats[key][: len(BOOK[key])] == BOOK[key], key
+
+
+def test_zipf_slope_of_a_zipf_corpus_is_minus_one():
+    from dlrun.experiments.corpus_stats import zipf_slopes
+
+    # word r appears round(10000 / r) times: frequency proportional to 1 / rank
+    words = [f"w{r}" for r in range(1, 2001) for _ in range(max(1, round(10000 / r)))]
+    assert abs(zipf_slopes(words)["1-gram"] + 1.0) < 0.05

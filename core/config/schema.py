@@ -59,6 +59,25 @@ class PolynomialData(Section):
     batch_size: int = Field(10, gt=0)
 
 
+class SineData(Section):
+    """The noisy sine series of D2L 9.1: x_t = sin(0.01 t) + N(0, noise^2), t = 1..T; each
+    example is the previous `tau` values, its label x_t. The first `num_train` examples train,
+    the rest validate (1.0; the 0.16 edition trains on the same 600)."""
+
+    name: Literal["sine"] = "sine"
+    T: int = Field(1000, gt=1)
+    tau: int = Field(4, gt=0)
+    noise: float = Field(0.2, ge=0)
+    num_train: int = Field(600, gt=0)
+    batch_size: int = Field(16, gt=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> SineData:
+        if self.num_train >= self.T - self.tau:
+            raise ValueError(f"num_train ({self.num_train}) must be below T - tau ({self.T - self.tau} examples)")
+        return self
+
+
 class AugmentConfig(Section):
     """Random changes to each training image, drawn on the device per step from the run's key
     (D2L 14.1); evaluation sees the images unchanged. Applied after `resize`."""
@@ -152,7 +171,7 @@ class FraEngData(Section):
 
 
 DataConfig = Annotated[
-    Union[SyntheticRegressionData, PolynomialData, FashionMNISTData, CSVData, TimeMachineData, FraEngData],
+    Union[SyntheticRegressionData, PolynomialData, SineData, FashionMNISTData, CSVData, TimeMachineData, FraEngData],
     Field(discriminator="name"),
 ]
 

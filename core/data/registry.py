@@ -6,7 +6,7 @@ from typing import Any, Callable, NamedTuple
 
 from .dataset import Dataset
 from .fashion_mnist import fashion_mnist
-from .synthetic import polynomial, synthetic_regression
+from .synthetic import polynomial, sine, synthetic_regression
 from .tabular import csv_dataset
 from .text import time_machine
 from .translation import fra_eng
@@ -23,6 +23,7 @@ class DataSource(NamedTuple):
 DATASETS: dict[str, DataSource] = {
     "synthetic_regression": DataSource(synthetic_regression, seeded=True),
     "polynomial": DataSource(polynomial, seeded=True),
+    "sine": DataSource(sine, seeded=True),
     "fashion_mnist": DataSource(fashion_mnist, seeded=False),
     "csv": DataSource(csv_dataset, seeded=True),  # the validation rows are drawn with the seed
     "time_machine": DataSource(time_machine, seeded=False),

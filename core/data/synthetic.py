@@ -1,4 +1,5 @@
-"""Synthetic data made from known weights: linear regression (D2L 3.3) and polynomials (D2L 4.4).
+"""Synthetic data: linear regression and polynomials from known weights (D2L 3.3, 4.4), and
+the noisy sine series (D2L 9.1).
 
 Generated with NumPy from the seed, so that every backend sees the same numbers.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import PolynomialData, SyntheticRegressionData
+from ..config import PolynomialData, SineData, SyntheticRegressionData
 from .dataset import Dataset
 
 
@@ -43,3 +44,24 @@ def polynomial(cfg: PolynomialData, seed: int) -> Dataset:
     k = min(cfg.num_features, cfg.max_degree)
     used_w[:k] = true_w[:k]
     return Dataset(feats[:t], y[:t], feats[t:], y[t:], None, meta={"true_w": used_w.tolist(), "true_b": 0.0})
+
+
+def sine_series(cfg: SineData, seed: int) -> np.ndarray:
+    """x_t = sin(0.01 t) + N(0, noise^2) for t = 1..T, float32 (T,)."""
+    rng = np.random.default_rng([seed, 9_1])
+    t = np.arange(1, cfg.T + 1, dtype=np.float64)
+    return (np.sin(0.01 * t) + cfg.noise * rng.standard_normal(cfg.T)).astype(np.float32)
+
+
+def lagged(x: np.ndarray, tau: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features (T - tau, tau): row i holds x[i .. i + tau - 1]; labels (T - tau, 1): x[i + tau]."""
+    n = len(x) - tau
+    return np.stack([x[i : i + n] for i in range(tau)], axis=1), x[tau:, None].copy()
+
+
+def sine(cfg: SineData, seed: int) -> Dataset:
+    """The series as (previous tau values -> next value) examples (D2L 9.1.2)."""
+    x = sine_series(cfg, seed)
+    feats, labels = lagged(x, cfg.tau)
+    t = cfg.num_train
+    return Dataset(feats[:t], labels[:t], feats[t:], labels[t:], None, meta={"series": x.tolist(), "tau": cfg.tau})
