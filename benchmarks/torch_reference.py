@@ -106,3 +106,100 @@ def run(model: str, lr: float, batch_size: int, epochs: int, x_train, y_train, x
         logits = net(torch.from_numpy(np.ascontiguousarray(x_val.transpose(0, 3, 1, 2))))
         val_acc = float((logits.argmax(1).numpy() == y_val).mean())
     return {"epoch_seconds": seconds, "compile_seconds": 0.0, "val_acc": val_acc, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+# ------------------------------------------------------------------ sequence models (D2L 10.2, 10.7)
+
+
+class GRULM(nn.Module):
+    """The book's concise GRU language model: one-hot tokens, `nn.GRU`, a dense output."""
+
+    def __init__(self, vocab: int, hidden: int):
+        super().__init__()
+        self.vocab = vocab
+        self.rnn = nn.GRU(vocab, hidden)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, x):  # x (batch, steps) -> logits (batch, steps, vocab)
+        y, _ = self.rnn(nn.functional.one_hot(x.T, self.vocab).float())
+        return self.out(y).transpose(0, 1)
+
+
+class Seq2Seq(nn.Module):
+    """The book's Seq2SeqEncoder and Seq2SeqDecoder (D2L 10.7) in one module."""
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, embed: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.enc_embed, self.dec_embed = nn.Embedding(src_vocab, embed), nn.Embedding(tgt_vocab, embed)
+        self.encoder = nn.GRU(embed, hidden, layers, dropout=dropout)
+        self.decoder = nn.GRU(embed + hidden, hidden, layers, dropout=dropout)
+        self.out = nn.Linear(hidden, tgt_vocab)
+        for m in self.modules():  # the book's init_seq2seq
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+            if isinstance(m, nn.GRU):
+                for name, p in m.named_parameters():
+                    if "weight" in name:
+                        nn.init.xavier_uniform_(p)
+
+    def forward(self, src, dec):  # (batch, T) each -> logits (batch, T, vocab)
+        _, state = self.encoder(self.enc_embed(src.T))
+        x = self.dec_embed(dec.T)
+        context = state[-1].unsqueeze(0).expand(x.shape[0], -1, -1)
+        y, _ = self.decoder(torch.cat([x, context], dim=2), state)
+        return self.out(y).transpose(0, 1)
+
+
+def run_sequence(model: str, cfg, data, epochs: int) -> dict:
+    """The GRU language model or seq2seq as the book trains them: shuffled minibatches, the
+    mean cross-entropy over (valid) tokens, gradients clipped to norm 1; tokens as dlrun counts them."""
+    torch.manual_seed(cfg.seed)
+    batch_size = cfg.data.batch_size
+    x, y = torch.from_numpy(data.x_train.astype(np.int64)), torch.from_numpy(data.y_train.astype(np.int64))
+    if model == "gru_lm":
+        net = GRULM(data.num_classes, cfg.model.hidden)
+        optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
+
+        def loss_of(xb, yb):
+            return nn.functional.cross_entropy(net(xb).reshape(-1, data.num_classes), yb.reshape(-1))
+    else:
+        m, t = cfg.model, cfg.data.num_steps
+        net = Seq2Seq(len(data.meta["src_vocab"]), data.num_classes, m.embed, m.hidden, m.layers, m.dropout)
+        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
+
+        def loss_of(xb, yb):
+            logits = net(xb[:, :t], xb[:, t + 1 :])
+            labels, valid = yb[:, :-1], yb[:, -1]
+            mask = (torch.arange(t)[None, :] < valid[:, None]).float()
+            per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
+            return (per_token.reshape(labels.shape) * mask).sum() / mask.sum()
+    n_batches = -(-len(x) // batch_size)  # the last, partial batch too, as the book's loaders keep it
+    seconds = []
+    for epoch in range(epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(x))
+        total_loss = torch.zeros(())
+        for i in range(n_batches):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            loss = loss_of(x[idx], y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), cfg.optimizer.clip_norm)
+            optimizer.step()
+            total_loss += loss.detach()
+        float(total_loss)
+        if epoch > 0:
+            seconds.append(time.perf_counter() - t0)
+    net.eval()
+    with torch.no_grad():
+        xv, yv = torch.from_numpy(data.x_val.astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))
+        if model == "gru_lm":
+            val_acc = float((net(xv).argmax(-1) == yv).float().mean())
+        else:
+            t = cfg.data.num_steps
+            hits = (net(xv[:, :t], xv[:, t + 1 :]).argmax(-1) == yv[:, :-1]).float()
+            mask = (torch.arange(t)[None, :] < yv[:, -1:]).float()
+            val_acc = float((hits * mask).sum() / mask.sum())
+    return {"epoch_seconds": seconds, "compile_seconds": 0.0, "val_acc": val_acc, "torch": torch.__version__,
+            "threads": torch.get_num_threads()}

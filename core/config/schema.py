@@ -165,6 +165,7 @@ class FraEngData(Section):
     sentences: dict[str, str] = Field(default_factory=lambda: dict(BOOK_SENTENCES),
                                       description="source sentence: reference translation")
     beam_size: int = Field(3, gt=0)
+    drop_last: bool = Field(False, description="leave out the last partial batch (the book's loaders keep it)")
     file: str | None = Field(None, description="read this file of english<TAB>french lines instead of fra-eng/fra.txt")
     dir: str | None = None
     batch_size: int = Field(128, gt=0)

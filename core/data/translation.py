@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import ConfigError
 from .dataset import Dataset
 from .files import RemoteFile, find_or_fetch
+from .sampling import Sampling
 from .text import D2L_DATA_URL, Vocab
 
 FRA_ENG = RemoteFile("fra-eng/fra.txt", D2L_DATA_URL + "fra-eng.zip", "94646ad1522d915e7b0f9296181140edcf86a4f5",
@@ -108,7 +109,8 @@ def translation_data(text: str, cfg) -> Dataset:
     x_val, y_val = pack_pairs(pairs[cfg.num_train :], src_vocab, tgt_vocab, cfg.num_steps)
     meta = {"task": "translation", "src_vocab": src_vocab.idx_to_token, "tgt_vocab": tgt_vocab.idx_to_token,
             "num_steps": cfg.num_steps, "val_pairs": [(" ".join(s), " ".join(t)) for s, t in pairs[cfg.num_train :]]}
-    return Dataset(x_train, y_train, x_val, y_val, num_classes=len(tgt_vocab), meta=meta)
+    return Dataset(x_train, y_train, x_val, y_val, num_classes=len(tgt_vocab), meta=meta,
+                   sampling=Sampling("shuffle", drop_last=cfg.drop_last))
 
 
 def fra_eng(cfg, seed: int) -> Dataset:
