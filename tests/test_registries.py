@@ -86,7 +86,7 @@ def test_every_model_activation_and_init_is_registered():
     for model in with_activation:
         assert_same_names(literal(model, "activation"), ACTIVATIONS, f"{model.__name__}.activation")
         assert model.model_fields["activation"].default in ACTIVATIONS
-    own = {"RNNLMModel": RNN_INITS, "Seq2SeqModel": RNN_INITS}  # recurrent models initialise weights and biases together
+    own = {"RNNLMModel": RNN_INITS, "Seq2SeqModel": RNN_INITS, "BahdanauModel": RNN_INITS}  # recurrent models initialise weights and biases together
     for model in with_init:
         registry = own.get(model.__name__, WEIGHT_INITS)
         assert_same_names(literal(model, "init"), registry, f"{model.__name__}.init")

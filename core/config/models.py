@@ -214,8 +214,36 @@ class Seq2SeqModel(Section):
     init_scale: float = Field(0.01, ge=0)
 
 
+class BahdanauModel(Seq2SeqModel):
+    """Seq2seq with Bahdanau attention (D2L 11.4): the `seq2seq` encoder; at every step the
+    decoder's top-layer state queries the encoder's outputs (additive attention, `hidden` units,
+    masked beyond the source's valid length) and the GRU reads [context; embedding]."""
+
+    name: Literal["bahdanau"] = "bahdanau"
+
+
+class TransformerModel(Section):
+    """The Transformer encoder-decoder (D2L 11.7): `blocks` post-norm blocks each side,
+    `heads`-head attention over `hidden` dimensions (no attention biases), a position-wise FFN
+    of `ffn_hidden`, sinusoidal positions, `dropout` on embeddings, attention weights and
+    sublayer outputs. Decoding caches each block's keys and values."""
+
+    name: Literal["transformer"] = "transformer"
+    hidden: int = Field(32, gt=0)
+    ffn_hidden: int = Field(64, gt=0)
+    heads: int = Field(4, gt=0)
+    blocks: int = Field(2, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TransformerModel":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
+
+
 ModelConfig = Annotated[
     Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel, BNLeNetModel, AlexNetModel, VGGModel,
-          NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel],
+          NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel, BahdanauModel, TransformerModel],
     Field(discriminator="name"),
 ]

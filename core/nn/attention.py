@@ -118,7 +118,18 @@ def multi_head_attention(params, queries, keys, values, heads: int, mask=None, r
     """Multi-head scaled dot-product attention: every head in one batched matmul over a heads
     axis; the mask (batch, Q, K) is shared by the heads. Returns (output (batch, Q, hidden),
     weights (batch, heads, Q, K))."""
-    q, k, v = (split_heads(_project(params, x, n), heads) for x, n in ((queries, "q"), (keys, "k"), (values, "v")))
+    return projected_attention(params, _project(params, queries, "q"), _project(params, keys, "k"),
+                               _project(params, values, "v"), heads, mask, rate, train, key)
+
+
+def project(params, x, name: str) -> jax.Array:
+    """x's projection by W_name (q, k, v or o): a decoder caches its projected keys and values."""
+    return _project(params, x, name)
+
+
+def projected_attention(params, q, k, v, heads: int, mask=None, rate: float = 0.0, train: bool = False, key=None):
+    """`multi_head_attention` from queries, keys and values already projected (batch, T, hidden)."""
+    q, k, v = (split_heads(x, heads) for x in (q, k, v))
     out, weights = dot_product_attention(q, k, v, None if mask is None else mask[:, None], rate, train, key)
     return _project(params, merge_heads(out), "o"), weights
 

@@ -19,7 +19,11 @@ from .combinators import serial
 from .conv import default_conv_impl
 from .init import WEIGHT_INITS
 from .rnn import rnn_lm
-from .seq2seq import ENCODER_DECODERS, as_layer
+from .seq2seq import as_layer, bahdanau, seq2seq
+from .transformer import transformer
+
+# builder(cfg, source vocabulary, target vocabulary, steps) -> EncoderDecoder
+ENCODER_DECODERS = {"seq2seq": seq2seq, "bahdanau": bahdanau, "transformer": transformer}
 
 
 class Model(NamedTuple):
@@ -133,7 +137,7 @@ def encoder_decoder(name: str) -> Callable[..., Model]:
         if len(in_shape) != 1 or in_shape[0] % 2 != 1 or input_vocab is None:
             raise ValueError(f"model.name: {cfg.name} translates sentence pairs (data.name: fra_eng); "
                              f"the data's examples have shape {tuple(in_shape)}")
-        translator = ENCODER_DECODERS[name](cfg, input_vocab, output_dim)
+        translator = ENCODER_DECODERS[name](cfg, input_vocab, output_dim, (in_shape[0] - 1) // 2)
         net = as_layer(translator)
         return from_layer(net, in_shape)._replace(translator=translator)
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from ..data.translation import split_inputs
+from .attention import additive_attention, additive_init, length_mask
 from .combinators import scan_cell
 from .layers import Layer
 from .rnn import RNN_INITS, fused_cell
@@ -75,7 +76,7 @@ def gru_stack(hidden: int, layers: int, dropout: float, w_init, b_init) -> GRUSt
     return GRUStack(init, run)
 
 
-def seq2seq(cfg, src_vocab: int, tgt_vocab: int) -> EncoderDecoder:
+def seq2seq(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDecoder:
     """The book's RNN encoder-decoder (D2L 10.7): embedding and a multi-layer GRU encode the
     source; the decoder embeds each target token, concatenates the context (the encoder's
     top-layer final state) to it, runs a multi-layer GRU that starts from the encoder's final
@@ -112,7 +113,47 @@ def seq2seq(cfg, src_vocab: int, tgt_vocab: int) -> EncoderDecoder:
     return EncoderDecoder("seq2seq", init, encode, start, decode, tgt_vocab)
 
 
-ENCODER_DECODERS: dict[str, Callable[[Any, int, int], EncoderDecoder]] = {"seq2seq": seq2seq}
+def bahdanau(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDecoder:
+    """Seq2seq with Bahdanau attention (D2L 11.4): the encoder as in `seq2seq`; at each step
+    the decoder's top-layer hidden state queries the encoder's outputs (additive attention,
+    masked by the source's valid length, dropout on its weights), and the GRU reads [context;
+    embedding]. The decoder
+    state keeps the last step's attention weights (`attention`, (batch, source steps)) for the
+    heatmaps."""
+    base = seq2seq(cfg, src_vocab, tgt_vocab)
+    e, h = cfg.embed, cfg.hidden
+    w_init, b_init = RNN_INITS[cfg.init](cfg.init_scale, cfg.hidden)
+    decoder_rnn = gru_stack(h, cfg.layers, cfg.dropout, w_init, b_init)
+
+    def init(key):
+        k_base, k_rnn, k_att = jax.random.split(key, 3)
+        params = base.init(k_base)
+        params["decoder"]["rnn"] = decoder_rnn.init(k_rnn, e + h)
+        params["decoder"]["attention"] = additive_init(k_att, h, h, h)
+        return params
+
+    def start(params, memory):
+        return {"h": memory["finals"], "attention": jnp.zeros(memory["outputs"].shape[:2], memory["outputs"].dtype)}
+
+    def decode(params, memory, state, tokens, *, train=False, key=None):
+        p = params["decoder"]
+        x = jnp.take(p["embed"], tokens, axis=0)  # (batch, t, e)
+        mask = length_mask(memory["src_len"], 1, memory["outputs"].shape[1])
+
+        def step(hidden, inputs):
+            x_t, i = inputs
+            k_att, k_rnn = (None, None) if key is None else jax.random.split(jax.random.fold_in(key, i))
+            context, weights = additive_attention(p["attention"], hidden[:, -1:, :], memory["outputs"], memory["outputs"], mask,
+                                                  cfg.dropout, train, k_att)
+            y, hidden = decoder_rnn.run(p["rnn"], jnp.concatenate([context, x_t[:, None, :]], axis=-1), hidden,
+                                        train=train, key=k_rnn)
+            return hidden, (y[:, 0], weights[:, 0])
+
+        hidden, (ys, weights) = jax.lax.scan(step, state["h"], (jnp.swapaxes(x, 0, 1), jnp.arange(tokens.shape[1])))
+        logits = jnp.swapaxes(ys, 0, 1) @ p["dense"]["w"] + p["dense"]["b"]
+        return logits, {"h": hidden, "attention": weights[-1]}
+
+    return EncoderDecoder("bahdanau", init, base.encode, start, decode, tgt_vocab)
 
 
 def as_layer(model: EncoderDecoder) -> Layer:
