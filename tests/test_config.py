@@ -73,7 +73,7 @@ def test_show_config_prints_the_resolved_config():
     [
         ("optimzer: {lr: 0.1}\n", [], ["optimzer: unknown key; did you mean 'optimizer'?"]),
         ("model: {hiden: [3]}\n", [], ["model.hiden: unknown key; did you mean 'model.hidden'?"]),
-        ("model: {name: transformer}\n", [], ["unknown model 'transformer'", "linear_regression", "softmax_regression", "mlp"]),
+        ("model: {name: mamba}\n", [], ["unknown model 'mamba'", "linear_regression", "softmax_regression", "mlp"]),
         ("data: {name: cifar}\n", [], ["unknown data 'cifar'", "synthetic_regression", "fashion_mnist"]),
         ("loss: {name: hinge}\n", [], ["loss.name", "squared_error", "cross_entropy"]),
         ("optimizer: {name: lion}\n", [], ["optimizer.name", "'sgd'", "'adam'"]),

@@ -219,8 +219,8 @@ def assert_lists(message, registry):
         ("optimizer.name=lion", OPTIMIZERS),
         ("optimizer.schedule.name=exponential", SCHEDULES),
         ("loss.name=hinge", LOSSES),
-        ("model.name=transformer", MODELS),
-        ("model={name: transformer}", MODELS),
+        ("model.name=mamba", MODELS),
+        ("model={name: mamba}", MODELS),
         ("data.name=cifar", DATASETS),
         ("model.activation=gelu", ACTIVATIONS),
         ("model.init=orthogonal", WEIGHT_INITS),
@@ -240,7 +240,7 @@ def test_an_unknown_name_lists_the_valid_ones(override, registry, tmp_path):
     [
         ("optimizer: {name: lion}\n", OPTIMIZERS),
         ("loss: {name: hinge}\n", LOSSES),
-        ("model: {name: transformer}\n", MODELS),
+        ("model: {name: mamba}\n", MODELS),
     ],
 )
 def test_an_unknown_name_in_a_file_lists_the_valid_ones(text, registry, tmp_path):

@@ -92,12 +92,12 @@ def transformer(cfg, src_vocab: int, tgt_vocab: int, steps: int) -> EncoderDecod
     def encode(params, src, src_len, *, train=False, key=None):
         p = params["encoder"]
         t = src.shape[1]
-        keys = _keys(key, 1 + 4 * blocks)
+        keys = _keys(key, 1 + 3 * blocks)
         x = dropout(jnp.take(p["embed"], src, axis=0) * scale + pe[:t], rate, train, keys[0])
         mask = length_mask(src_len, t, t)
         weights = []
         for i in range(blocks):
-            b, (k_att, k_n0, k_ffn, k_n1) = p[f"block{i}"], keys[1 + 4 * i : 5 + 4 * i]
+            b, (k_att, k_n0, k_n1) = p[f"block{i}"], keys[1 + 3 * i : 4 + 3 * i]
             y, w = multi_head_attention(b["attention"], x, x, x, heads, mask, rate, train, k_att)
             x = add_norm(b["norm0"], x, y, train, k_n0)
             x = add_norm(b["norm1"], x, _ffn(b["ffn"], x), train, k_n1)
