@@ -137,3 +137,13 @@ def test_a_sweep_over_language_models_ranks_them_by_validation_perplexity(tmp_pa
     assert "best val/ppl" in df.columns and "best val/acc" not in df.columns  # the target metric
     best = df.loc[df["final val/ppl"].idxmin(), "optimizer.lr"]
     assert best == 0.03 and "best: optimizer.lr=0.03" in result.output  # lower perplexity is better
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fused"])
+def test_an_lstm_carries_both_its_states_across_batches(tmp_path, impl):
+    cfg = sequential_config(tmp_path, epochs=2)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"cell": "lstm", "impl": impl})})
+    result = train(cfg, tmp_path / "run", plot=False)
+    h, c = result.state.model_state["lstm0"]["carry"]
+    assert h.shape == c.shape == (4, 8) and not np.allclose(h, c)
+    assert result.rows[-1]["train/loss"] < result.rows[0]["train/loss"]

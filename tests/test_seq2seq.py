@@ -259,3 +259,27 @@ def test_predict_needs_a_checkpoint(tmp_path):
     assert out.exit_code == 2 and "no checkpoint" in out.output
     out = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), "go ."])
     assert out.exit_code == 2 and "not a run directory" in out.output
+
+
+def test_attention_heatmaps_show_weights_over_the_valid_source(trained, tmp_path):
+    from dlrun.core.report.outputs import plot_heatmaps
+    from dlrun.core.training.translate import attention_panels
+
+    cfg, result, _ = trained
+    data = load_dataset(cfg.data, cfg.seed)
+    rows = attention_panels(result.setup.model.translator, result.state.params, data.meta, ["i see cats.", "he see tea."])
+    if cfg.model.name == "seq2seq":
+        assert rows == []  # no attention to show
+        return
+    for row in rows:
+        for _, weights, queries, keys in row:
+            assert weights.shape == (len(queries), len(keys))
+            np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)  # all the weight on the valid source
+    keys = ["he", "see", "tea", ".", "<eos>"]
+    if cfg.model.name == "transformer":  # the last sentence: encoder blocks x heads, then decoder blocks x heads
+        assert len(rows) == 4 and len(rows[0]) == 4 and rows[0][0][2] == rows[0][0][3] == keys
+        assert rows[-1][0][2] == ["il", "voit", "les", "thé", "!", "<eos>"]
+    else:  # one panel per sentence
+        assert len(rows) == 1 and rows[0][1][3] == keys and rows[0][1][2] == ["il", "voit", "les", "thé", "!", "<eos>"]
+    plot_heatmaps(tmp_path / "attention.png", rows)
+    assert (tmp_path / "attention.png").stat().st_size > 10000

@@ -47,7 +47,8 @@ def fuse(kind: str, scratch: dict[str, jax.Array]) -> dict[str, jax.Array]:
 def _zeros(hidden: int, lstm: bool) -> Callable[[int], Any]:
     def initial(batch):
         h = jnp.zeros((batch, hidden), jnp.float32)
-        return (h, h) if lstm else h
+        # an LSTM's (H, C) as two arrays: a state holding one buffer twice cannot be donated to a step
+        return (h, jnp.zeros((batch, hidden), jnp.float32)) if lstm else h
 
     return initial
 

@@ -189,6 +189,26 @@ def greedy_decode(model: EncoderDecoder, params, src, src_len, num_steps: int, b
     return tokens.T
 
 
+def decoder_attention(model: EncoderDecoder, params, src, src_len, num_steps: int, bos: int):
+    """Greedy decoding that also returns, per decoded step, the decoder's attention over the
+    source (its state's `attention`: (batch, steps, [blocks, heads,] source steps)), and the
+    encoder's self-attention when it has one (memory's `attention`), or None for either."""
+    memory = model.encode(params, src, src_len)
+    state = model.start(params, memory)
+    if not isinstance(state, dict) or "attention" not in state:
+        return greedy_decode(model, params, src, src_len, num_steps, bos), None, None
+
+    def body(carry, _):
+        state, token = carry
+        logits, state = model.decode(params, memory, state, token[:, None])
+        token = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)
+        return (state, token), (token, state["attention"])
+
+    first = jnp.full((src.shape[0],), bos, jnp.int32)
+    _, (tokens, weights) = jax.lax.scan(body, (state, first), None, length=num_steps)
+    return tokens.T, jnp.swapaxes(weights, 0, 1), memory.get("attention")
+
+
 def beam_search(model: EncoderDecoder, params, src, src_len, num_steps: int, bos: int, eos: int, pad: int,
                 beam_size: int, alpha: float = 0.75) -> jax.Array:
     """(batch, num_steps) tokens by beam search (D2L 10.8.3): each step keeps the `beam_size`

@@ -160,3 +160,31 @@ def plot_predictions(path: str | Path, images, labels: Sequence[str], preds: Seq
     if title:
         fig.suptitle(title, fontsize=9)
     write_figure(path, fig)
+
+
+def plot_heatmaps(path: str | Path, rows: Sequence[Sequence[tuple[str, Any, Sequence[str], Sequence[str]]]],
+                  title: str = "") -> None:
+    """A grid of attention heatmaps (the book's `show_heatmaps`): `rows` of panels, each
+    (title, weights (queries, keys), query labels, key labels)."""
+    from matplotlib.figure import Figure
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig = Figure(figsize=(2.6 * n_cols + 0.8, 2.4 * n_rows + (0.4 if title else 0)), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    image = None
+    for r, panels in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            if c >= len(panels):
+                ax.axis("off")
+                continue
+            name, weights, queries, keys = panels[c]
+            image = ax.imshow(weights, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
+            ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(queries)), queries, fontsize=6)
+            ax.set_title(name, fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    write_figure(path, fig)

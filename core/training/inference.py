@@ -15,10 +15,11 @@ from ..data import Dataset, load_dataset
 from ..data.text import clean, tokenize
 from ..errors import ConfigError
 from ..nn.rnn import greedy_continuation
+from ..report.outputs import plot_heatmaps
 from . import checkpoint
 from .setup import Setup, build_setup, start_state
 from .state import TrainState
-from .translate import translation_report
+from .translate import attention_panels, translation_report
 
 
 class LoadedRun(NamedTuple):
@@ -75,15 +76,21 @@ def model_kind(setup: Setup, data: Dataset) -> str:
     return "classifier" if setup.loss.classify else "regression"
 
 
-def after_training(setup: Setup, state: TrainState, data: Dataset) -> dict[str, Any]:
+def after_training(setup: Setup, state: TrainState, data: Dataset, run_dir: Path | None = None) -> dict[str, Any]:
     """What summary.json adds for a model that generates: a language model's continuation of
-    the configured prefix; a translation model's translations and held-out BLEU."""
+    the configured prefix; a translation model's translations and held-out BLEU (and, for a
+    model with attention, attention.png in `run_dir`: its weights on the example sentences)."""
     kind = model_kind(setup, data)
     if kind == "language_model":
         return {"sample": language_model_sample(setup, state, data)}
     if kind == "translation":
         cfg = setup.cfg.data
-        return translation_report(setup.model.translator, state.params, data.meta, cfg.sentences, cfg.beam_size)
+        translator = setup.model.translator
+        if run_dir is not None and cfg.sentences:
+            panels = attention_panels(translator, state.params, data.meta, list(cfg.sentences))
+            if panels:
+                plot_heatmaps(Path(run_dir) / "attention.png", panels, f"{setup.cfg.name}: attention weights")
+        return translation_report(translator, state.params, data.meta, cfg.sentences, cfg.beam_size)
     return {}
 
 

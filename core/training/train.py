@@ -88,7 +88,7 @@ def train(
         finally:
             reporter.close()
             trial.finish(plot)
-        extra = after_training(setup, state, data)
+        extra = after_training(setup, state, data, run_dir if plot else None)
         summary = make_summary(trial.rows, state.params, data, wall_seconds=time.perf_counter() - t_start,
                                compile_seconds=program.compile_seconds, loop=program.label, **extra)
         outputs.write_json(run_dir / "summary.json", summary)

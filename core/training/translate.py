@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.translation import BOS, EOS, PAD, pad_sentence, preprocess, words
-from ..nn.seq2seq import beam_search, greedy_decode
+from ..nn.seq2seq import beam_search, decoder_attention, greedy_decode
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> collections.Counter:
@@ -108,3 +108,37 @@ def translation_report(translator, params, meta: dict[str, Any], sentences: dict
         report["bleu"] = {"pairs": len(pairs), "greedy": round(corpus_bleu(translate(translator, params, meta, sources), references), 4),
                           f"beam{beam_size}": round(corpus_bleu(translate(translator, params, meta, sources, beam_size), references), 4)}
     return report
+
+
+def _source_tokens(sentence: str, num_steps: int) -> list[str]:
+    return ([*words(preprocess(sentence)), EOS] + [PAD] * num_steps)[:num_steps]
+
+
+def attention_panels(translator, params, meta: dict[str, Any], sentences: Sequence[str]) -> list[list[tuple]]:
+    """Rows of heatmap panels (`core.report.outputs.plot_heatmaps`) of a model with attention:
+    for an RNN decoder, one panel per sentence (decoded tokens x source tokens, D2L 11.4.4);
+    for a Transformer, the last sentence's encoder self-attention and decoder cross-attention,
+    one panel per block and head (D2L 11.7.6). Empty for a model without attention."""
+    tgt_vocab, steps = meta["tgt_vocab"], meta["num_steps"]
+    ids = {t: i for i, t in enumerate(tgt_vocab)}
+    src, src_len = source_arrays(sentences, meta["src_vocab"], steps)
+    tokens, decoder, encoder = jax.jit(lambda p, s, n: decoder_attention(translator, p, s, n, steps, ids[BOS]))(params, src, src_len)
+    if decoder is None:
+        return []
+    tokens, decoder = np.asarray(tokens), np.asarray(decoder)
+    panels = []
+    for i, sentence in enumerate(sentences):
+        out = cut_at_eos(tokens[i], tgt_vocab)
+        n_out, n_src = len(out) + 1, int(src_len[i])  # through <eos>, over the valid source
+        queries, keys = [*out, EOS], _source_tokens(sentence, steps)[:n_src]
+        panels.append((sentence, queries, keys, decoder[i, :n_out]))
+    if encoder is None:  # one weight per source step: (steps, source)
+        return [[(f"{s} -> {' '.join(q[:-1])}", w[:, : len(k)], q, k) for s, q, k, w in panels]]
+    sentence, queries, keys, weights = panels[-1]
+    enc = np.asarray(encoder)[len(sentences) - 1]  # (blocks, heads, T, T)
+    n = len(keys)
+    rows = [[(f"encoder block {b}, head {h}", enc[b, h, :n, :n], keys, keys) for h in range(enc.shape[1])]
+            for b in range(enc.shape[0])]
+    rows += [[(f"decoder block {b}, head {h} (cross)", weights[:, b, h, :n], queries, keys) for h in range(weights.shape[2])]
+             for b in range(weights.shape[1])]
+    return rows
