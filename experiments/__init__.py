@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from dlrun.core.config import Config, validate_options
 from dlrun.core.errors import ConfigError
 
-from . import conv_kernel, corpus_stats, distribution_shift, initialization, kaggle_house, polynomial, sequence
+from . import attention, conv_kernel, corpus_stats, distribution_shift, initialization, kaggle_house, polynomial, sequence
 
 
 class Experiment(NamedTuple):
@@ -34,6 +34,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "conv_kernel": Experiment(conv_kernel.run, conv_kernel.ConvKernelOptions),
     "sine": Experiment(sequence.run, sequence.SequenceOptions),
     "corpus_stats": Experiment(corpus_stats.run, corpus_stats.CorpusStatsOptions),
+    "nadaraya_watson": Experiment(attention.run_nadaraya_watson, attention.NadarayaWatsonOptions),
+    "positional_encoding": Experiment(attention.run_positional_encoding, attention.PositionalEncodingOptions),
 }
 
 

@@ -136,3 +136,49 @@ def test_positional_encoding_values():
         assert math.isclose(p[i, j], (math.sin if j % 2 == 0 else math.cos)(i / rate), abs_tol=1e-6)
     assert round(float(p[59, 6]), 3) == pytest.approx(-0.876, abs=2e-3)  # the book's plot
     assert round(float(p[59, 9]), 3) == pytest.approx(0.928, abs=2e-3)
+
+
+def test_nadaraya_watson_kernel_and_one_gradient_step_against_finite_differences():
+    from dlrun.experiments.attention import fit_bandwidth, kernel_data, kernel_weights
+
+    d = kernel_data(20, 0.5, seed=0)
+    x, y = jnp.asarray(d["x_train"]), jnp.asarray(d["y_train"])
+    a = np.asarray(kernel_weights(x, x, 1.3, leave_one_out=True))
+    assert np.all(np.diag(a) == 0) and np.allclose(a.sum(1), 1)
+    xd, yd = d["x_train"].astype(np.float64), d["y_train"].astype(np.float64)
+
+    def loss(w):  # numpy, float64
+        s = -(((xd[:, None] - xd[None, :]) * w) ** 2) / 2
+        np.fill_diagonal(s, -np.inf)
+        p = np.exp(s - s.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        return 0.5 * np.sum((p @ yd - yd) ** 2)
+
+    w1, losses = fit_bandwidth(x, y, 0.7, lr=0.05, epochs=1)
+    grad = (loss(0.7 + 1e-5) - loss(0.7 - 1e-5)) / 2e-5
+    assert math.isclose(losses[0], loss(0.7), rel_tol=1e-4)
+    assert math.isclose(w1, 0.7 - 0.05 * grad, rel_tol=1e-3)
+
+
+def test_the_attention_experiments_run_end_to_end(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+
+    from .conftest import CONFIGS
+
+    runner = CliRunner()
+    out = tmp_path / "nw"
+    assert runner.invoke(app, ["train", str(CONFIGS / "nadaraya_watson.yaml"), "--out", str(out)]).exit_code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["losses"][-1] < summary["losses"][0] and summary["w"] > summary["w_initial"]  # a sharper kernel
+    mse = summary["test_mse"]
+    assert mse["learned w kernel"] < mse["non-parametric kernel"] < mse["average pooling"]
+    assert (out / "attention.png").stat().st_size > 10000 and (out / "predictions.png").stat().st_size > 10000
+    pe = tmp_path / "pe"
+    assert runner.invoke(app, ["train", str(CONFIGS / "positional_encoding.yaml"), "--out", str(pe)]).exit_code == 0
+    values = json.loads((pe / "summary.json").read_text())["values"]
+    assert values["position 59, col 6"] == pytest.approx(-0.876, abs=2e-3)
+    assert (pe / "positional_encoding.png").stat().st_size > 10000
