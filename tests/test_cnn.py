@@ -32,7 +32,7 @@ BOOK_MODELS = [
     ("densenet.yaml", 96, 758_226),
 ]
 CPU_CONFIGS = ["bn_lenet.yaml", "alexnet_cpu.yaml", "vgg_cpu.yaml", "nin_cpu.yaml", "googlenet_cpu.yaml", "resnet_cpu.yaml",
-               "densenet_cpu.yaml"]
+               "densenet_cpu.yaml", "vit_cpu.yaml"]
 
 
 def conv(k, c_in, c_out, bias=True):

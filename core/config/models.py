@@ -242,8 +242,30 @@ class TransformerModel(Section):
         return self
 
 
+class ViTModel(Section):
+    """The Vision Transformer (D2L 11.8): `patch` x `patch` patches embedded in `hidden`
+    dimensions, a [cls] token, learned positions, `blocks` pre-norm blocks of `heads`-head
+    attention and an MLP of `mlp_hidden` (GELU), a LayerNorm and dense head on [cls]."""
+
+    name: Literal["vit"] = "vit"
+    patch: int = Field(16, gt=0, description="must divide the input's height and width (after data.resize)")
+    hidden: int = Field(512, gt=0)
+    mlp_hidden: int = Field(2048, gt=0)
+    heads: int = Field(8, gt=0)
+    blocks: int = Field(2, gt=0)
+    emb_dropout: float = Field(0.1, ge=0, lt=1)
+    blk_dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ViTModel":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
+
+
 ModelConfig = Annotated[
     Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel, BNLeNetModel, AlexNetModel, VGGModel,
-          NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel, BahdanauModel, TransformerModel],
+          NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel, BahdanauModel, TransformerModel,
+          ViTModel],
     Field(discriminator="name"),
 ]

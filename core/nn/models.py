@@ -21,6 +21,7 @@ from .init import WEIGHT_INITS
 from .rnn import rnn_lm
 from .seq2seq import as_layer, bahdanau, seq2seq
 from .transformer import transformer
+from .vit import vit
 
 # builder(cfg, source vocabulary, target vocabulary, steps) -> EncoderDecoder
 ENCODER_DECODERS = {"seq2seq": seq2seq, "bahdanau": bahdanau, "transformer": transformer}
@@ -152,6 +153,7 @@ MODELS: dict[str, Callable[[Any, tuple[int, ...], int], Model]] = {
     "mlp": mlp,
     "lenet": lenet,
     **{name: image_model(builder) for name, builder in CNNS.items()},
+    "vit": image_model(vit),
     **SEQUENCE_MODELS,
 }
 
