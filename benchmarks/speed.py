@@ -1,8 +1,9 @@
 """Training speed: dlrun's per-step and whole-epoch paths against a PyTorch reference.
 
 For each model (softmax regression, MLP 784-256-10, the book's LeNet and BN-LeNet, the CPU-sized
-ResNet of configs/resnet_cpu.yaml) on Fashion-MNIST, and the sequence models (the concise GRU
-language model of configs/gru.yaml on The Time Machine, the seq2seq of configs/seq2seq.yaml on
+ResNet of configs/resnet_cpu.yaml, the CPU-sized ViT of configs/vit_cpu.yaml) on Fashion-MNIST,
+and the sequence models (the concise GRU language model of configs/gru.yaml on The Time
+Machine, the seq2seq and Transformer of configs/seq2seq.yaml and transformer.yaml on
 English-French, found through $DLRUN_DATA_DIR), at its config's batch size, float32, every
 implementation runs in its own process (so that peak memory is its own), the
 implementations taking turns round after round (these machines drift by up to 30% within
@@ -10,7 +11,7 @@ minutes). Each process trains one warm-up epoch after compiling, then `--epochs`
 
     python benchmarks/speed.py                           # full data, 3 timed epochs, 2 rounds
     python benchmarks/speed.py --models lenet --rounds 1 # one model
-    DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models gru_lm,seq2seq --no-cli
+    DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models gru_lm,seq2seq,transformer --no-cli
 
 Reported per model and implementation: seconds per epoch (median over all timed epochs),
 compile seconds, examples per second, peak resident memory, the validation accuracy reached
@@ -41,12 +42,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"softmax": "softmax.yaml", "mlp": "mlp.yaml", "lenet": "lenet.yaml", "bn_lenet": "bn_lenet.yaml",
-           "resnet_cpu": "resnet_cpu.yaml", "gru_lm": "gru.yaml", "seq2seq": "seq2seq.yaml"}
-SEQUENCE_MODELS = {"gru_lm", "seq2seq"}
+           "resnet_cpu": "resnet_cpu.yaml", "vit_cpu": "vit_cpu.yaml", "gru_lm": "gru.yaml", "seq2seq": "seq2seq.yaml",
+           "transformer": "transformer.yaml"}
+SEQUENCE_MODELS = {"gru_lm", "seq2seq", "transformer"}
 MIN_SEQUENCE_EPOCHS = 10
 IMPLS = ("step", "scan", "torch")
 # Targets of the performance issue (2-core CPU): dlrun / PyTorch speed-up per model, and more
-SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0, "bn_lenet": 1.0, "resnet_cpu": 1.0, "gru_lm": 1.0, "seq2seq": 1.0}
+SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0, "bn_lenet": 1.0, "resnet_cpu": 1.0, "vit_cpu": 1.0, "gru_lm": 1.0, "seq2seq": 1.0,
+                   "transformer": 1.0}
 
 
 def load_cfg(model: str, args) -> object:
@@ -103,12 +106,12 @@ def worker(args) -> None:
             out = torch_reference.run_sequence(args.model, cfg, data, epochs)
         else:
             out = torch_reference.run(args.model, cfg.optimizer.lr, cfg.data.batch_size, epochs,
-                                      data.x_train, data.y_train, data.x_val, data.y_val, cfg.seed)
+                                      data.x_train, data.y_train, data.x_val, data.y_val, cfg.seed, cfg.optimizer.name)
     else:
         out = run_dlrun(cfg, data, args.impl, epochs)
     if sequence:  # every example trains once per epoch, the last batch partial
         out["examples"] = len(data.x_train)
-        out["tokens"] = int(data.y_train[:, -1].sum()) if args.model == "seq2seq" else data.y_train.size
+        out["tokens"] = data.y_train.size if args.model == "gru_lm" else int(data.y_train[:, -1].sum())
     else:
         out["examples"] = (len(data.x_train) // cfg.data.batch_size) * cfg.data.batch_size
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

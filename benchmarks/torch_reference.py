@@ -27,6 +27,40 @@ class Residual(nn.Module):
         return torch.relu(y + (self.conv3(x) if self.conv3 is not None else x))
 
 
+class ViTBlock(nn.Module):
+    """D2L 11.8's pre-norm block: X + MHA(LN(X)), X + MLP(LN(X))."""
+
+    def __init__(self, hidden: int, mlp_hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, bias=False, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_hidden, hidden),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x):
+        y = self.ln1(x)
+        x = x + self.attention(y, y, y, need_weights=False)[0]
+        return x + self.mlp(self.ln2(x))
+
+
+class ViT(nn.Module):
+    """D2L 11.8's Vision Transformer: patch convolution, [cls], learned positions, pre-norm blocks, head on [cls]."""
+
+    def __init__(self, patch: int, hidden: int, mlp_hidden: int, heads: int, blocks: int, dropout: float, num_patches: int):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(1, hidden, kernel_size=patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, hidden))
+        self.pos = nn.Parameter(0.01 * torch.randn(1, num_patches + 1, hidden))
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*[ViTBlock(hidden, mlp_hidden, heads, dropout) for _ in range(blocks)])
+        self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 10))
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = self.dropout(torch.cat((self.cls.expand(x.shape[0], -1, -1), x), 1) + self.pos)
+        return self.head(self.blocks(x)[:, 0])
+
+
 def build(model: str) -> nn.Module:
     """D2L 3.7 (softmax regression), 4.3 (MLP 784-256-10), 6.6 (LeNet), 8.5 (BN-LeNet) and the
     CPU-sized ResNet of configs/resnet_cpu.yaml (8.6), with the book's inits."""
@@ -52,6 +86,8 @@ def build(model: str) -> nn.Module:
             nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
             nn.Linear(84, 10),
         )  # fmt: skip
+    elif model == "vit_cpu":
+        net = ViT(patch=4, hidden=64, mlp_hidden=128, heads=4, blocks=2, dropout=0.1, num_patches=49)
     elif model == "resnet_cpu":
         stages, c_in = [], 16
         for i, c in enumerate((16, 32, 64, 128)):
@@ -63,6 +99,9 @@ def build(model: str) -> nn.Module:
         )  # fmt: skip
     else:
         raise ValueError(f"no PyTorch reference for model '{model}'")
+
+    if model == "vit_cpu":
+        return net
 
     def init(m):
         if isinstance(m, (nn.Linear, nn.Conv2d)):
@@ -76,14 +115,15 @@ def build(model: str) -> nn.Module:
     return net
 
 
-def run(model: str, lr: float, batch_size: int, epochs: int, x_train, y_train, x_val, y_val, seed: int = 0) -> dict:
+def run(model: str, lr: float, batch_size: int, epochs: int, x_train, y_train, x_val, y_val, seed: int = 0,
+        optimizer: str = "sgd") -> dict:
     """One warm-up epoch, then `epochs` timed ones; x as NHWC numpy (moved to NCHW tensors here)."""
     torch.manual_seed(seed)
     net = build(model)
     x = torch.from_numpy(np.ascontiguousarray(x_train.transpose(0, 3, 1, 2)))
     y = torch.from_numpy(y_train.astype(np.int64))
     loss_fn = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    optimizer = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=lr)
     n_batches = len(x) // batch_size
     seconds = []
     for epoch in range(epochs + 1):
@@ -150,6 +190,63 @@ class Seq2Seq(nn.Module):
         return self.out(y).transpose(0, 1)
 
 
+class PositionalEncoding(nn.Module):
+    def __init__(self, hidden: int, dropout: float, max_len: int = 1000):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        pos = torch.arange(max_len, dtype=torch.float32).reshape(-1, 1) / torch.pow(
+            10000, torch.arange(0, hidden, 2, dtype=torch.float32) / hidden)
+        self.register_buffer("p", torch.zeros(1, max_len, hidden))
+        self.p[:, :, 0::2], self.p[:, :, 1::2] = torch.sin(pos), torch.cos(pos)
+
+    def forward(self, x):
+        return self.dropout(x + self.p[:, : x.shape[1]])
+
+
+class TransformerBlock(nn.Module):
+    """D2L 11.7's post-norm blocks; with `cross`, a decoder block (masked self-attention, then
+    attention over the encoder's outputs)."""
+
+    def __init__(self, hidden: int, ffn_hidden: int, heads: int, dropout: float, cross: bool):
+        super().__init__()
+        mha = lambda: nn.MultiheadAttention(hidden, heads, dropout=dropout, bias=False, batch_first=True)  # noqa: E731
+        self.self_attention, self.cross_attention = mha(), (mha() if cross else None)
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(3 if cross else 2))
+        self.ffn = nn.Sequential(nn.Linear(hidden, ffn_hidden), nn.ReLU(), nn.Linear(ffn_hidden, hidden))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, self_mask=None, pad_mask=None, memory=None, memory_pad_mask=None):
+        y = self.self_attention(x, x, x, attn_mask=self_mask, key_padding_mask=pad_mask, need_weights=False)[0]
+        x = self.norms[0](x + self.dropout(y))
+        if self.cross_attention is not None:
+            y = self.cross_attention(x, memory, memory, key_padding_mask=memory_pad_mask, need_weights=False)[0]
+            x = self.norms[1](x + self.dropout(y))
+        return self.norms[-1](x + self.dropout(self.ffn(x)))
+
+
+class Transformer(nn.Module):
+    def __init__(self, src_vocab: int, tgt_vocab: int, hidden: int, ffn_hidden: int, heads: int, blocks: int, dropout: float):
+        super().__init__()
+        self.hidden = hidden
+        self.src_embed, self.tgt_embed = nn.Embedding(src_vocab, hidden), nn.Embedding(tgt_vocab, hidden)
+        self.pos = PositionalEncoding(hidden, dropout)
+        self.encoder = nn.ModuleList(TransformerBlock(hidden, ffn_hidden, heads, dropout, False) for _ in range(blocks))
+        self.decoder = nn.ModuleList(TransformerBlock(hidden, ffn_hidden, heads, dropout, True) for _ in range(blocks))
+        self.out = nn.Linear(hidden, tgt_vocab)
+
+    def forward(self, src, src_len, dec):
+        pad = torch.arange(src.shape[1])[None, :] >= src_len[:, None]
+        x = self.pos(self.src_embed(src) * self.hidden**0.5)
+        for block in self.encoder:
+            x = block(x, pad_mask=pad)
+        t = dec.shape[1]
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+        y = self.pos(self.tgt_embed(dec) * self.hidden**0.5)
+        for block in self.decoder:
+            y = block(y, self_mask=causal, memory=x, memory_pad_mask=pad)
+        return self.out(y)
+
+
 def run_sequence(model: str, cfg, data, epochs: int) -> dict:
     """The GRU language model or seq2seq as the book trains them: shuffled minibatches, the
     mean cross-entropy over (valid) tokens, gradients clipped to norm 1; tokens as dlrun counts them."""
@@ -164,11 +261,16 @@ def run_sequence(model: str, cfg, data, epochs: int) -> dict:
             return nn.functional.cross_entropy(net(xb).reshape(-1, data.num_classes), yb.reshape(-1))
     else:
         m, t = cfg.model, cfg.data.num_steps
-        net = Seq2Seq(len(data.meta["src_vocab"]), data.num_classes, m.embed, m.hidden, m.layers, m.dropout)
+        if model == "transformer":
+            net = Transformer(len(data.meta["src_vocab"]), data.num_classes, m.hidden, m.ffn_hidden, m.heads, m.blocks, m.dropout)
+            forward = lambda xb: net(xb[:, :t], xb[:, t], xb[:, t + 1 :])  # noqa: E731
+        else:
+            net = Seq2Seq(len(data.meta["src_vocab"]), data.num_classes, m.embed, m.hidden, m.layers, m.dropout)
+            forward = lambda xb: net(xb[:, :t], xb[:, t + 1 :])  # noqa: E731
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
 
         def loss_of(xb, yb):
-            logits = net(xb[:, :t], xb[:, t + 1 :])
+            logits = forward(xb)
             labels, valid = yb[:, :-1], yb[:, -1]
             mask = (torch.arange(t)[None, :] < valid[:, None]).float()
             per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
@@ -198,7 +300,7 @@ def run_sequence(model: str, cfg, data, epochs: int) -> dict:
             val_acc = float((net(xv).argmax(-1) == yv).float().mean())
         else:
             t = cfg.data.num_steps
-            hits = (net(xv[:, :t], xv[:, t + 1 :]).argmax(-1) == yv[:, :-1]).float()
+            hits = (forward(xv).argmax(-1) == yv[:, :-1]).float()
             mask = (torch.arange(t)[None, :] < yv[:, -1:]).float()
             val_acc = float((hits * mask).sum() / mask.sum())
     return {"epoch_seconds": seconds, "compile_seconds": 0.0, "val_acc": val_acc, "torch": torch.__version__,

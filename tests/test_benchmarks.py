@@ -84,7 +84,8 @@ def test_lenet_flops_from_xla_match_a_hand_count():
     assert 0.9 * by_hand < cost["flops"] < 1.3 * by_hand  # plus elementwise work and the update
 
 
-@pytest.mark.parametrize("model, config", [("bn_lenet", "bn_lenet.yaml"), ("resnet_cpu", "resnet_cpu.yaml")])
+@pytest.mark.parametrize("model, config", [("bn_lenet", "bn_lenet.yaml"), ("resnet_cpu", "resnet_cpu.yaml"),
+                                           ("vit_cpu", "vit_cpu.yaml")])
 def test_the_pytorch_references_are_the_same_networks(model, config):
     """The benchmark compares like with like: the PyTorch model has dlrun's parameter count and
     output shape (PyTorch's BN running statistics are buffers, not parameters, as in dlrun)."""
@@ -109,6 +110,29 @@ def test_the_pytorch_references_are_the_same_networks(model, config):
     assert sum(p.numel() for p in net.parameters()) == count(params)
 
 
+def test_the_pytorch_transformer_is_the_same_network():
+    torch = pytest.importorskip("torch")
+    import jax
+
+    from dlrun.core.config import load_config
+    from dlrun.core.nn.models import ENCODER_DECODERS
+    from dlrun.core.nn.params import count
+
+    from .conftest import CONFIGS, ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import torch_reference
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    m = load_config(CONFIGS / "transformer.yaml").model
+    net = torch_reference.Transformer(50, 70, m.hidden, m.ffn_hidden, m.heads, m.blocks, m.dropout)
+    src, dec = torch.zeros(2, 9, dtype=torch.long), torch.zeros(2, 9, dtype=torch.long)
+    assert net(src, torch.tensor([3, 9]), dec).shape == (2, 9, 70)
+    params = jax.eval_shape(ENCODER_DECODERS["transformer"](m, 50, 70, 9).init, jax.random.PRNGKey(0))
+    assert sum(p.numel() for p in net.parameters()) == count(params) == 256 * 50 + 513 * 70 + 1_710_336
+
+
 @pytest.mark.slow
 def test_speed_benchmark_times_the_sequence_models_in_tokens(tmp_path, d2l_data_dir):
     import importlib.util
@@ -118,7 +142,7 @@ def test_speed_benchmark_times_the_sequence_models_in_tokens(tmp_path, d2l_data_
         pytest.skip("fra-eng/fra.txt is not in the data directory")
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "gru_lm,seq2seq", "--epochs", "1", "--rounds", "1",
+        [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "gru_lm,seq2seq,transformer", "--epochs", "1", "--rounds", "1",
          "--num-train", "2048", "--num-val", "256", "--no-cli", "--out", str(out)],
         capture_output=True, text=True, timeout=900, env={**os.environ, "DLRUN_DATA_DIR": str(d2l_data_dir)},
     )
@@ -126,7 +150,7 @@ def test_speed_benchmark_times_the_sequence_models_in_tokens(tmp_path, d2l_data_
     (result,) = out.glob("*.json")
     figures = json.loads(result.read_text())["models"]
     has_torch = importlib.util.find_spec("torch") is not None
-    for model in ("gru_lm", "seq2seq"):
+    for model in ("gru_lm", "seq2seq", "transformer"):
         for impl, row in figures[model].items():
             assert row["tokens_per_second"] > 0 and len(row["epoch_seconds"][0]) == 10, (model, impl)
         assert ("torch" in figures[model]) == has_torch

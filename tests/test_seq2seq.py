@@ -283,3 +283,29 @@ def test_attention_heatmaps_show_weights_over_the_valid_source(trained, tmp_path
         assert len(rows) == 1 and rows[0][1][3] == keys and rows[0][1][2] == ["il", "voit", "les", "thé", "!", "<eos>"]
     plot_heatmaps(tmp_path / "attention.png", rows)
     assert (tmp_path / "attention.png").stat().st_size > 10000
+
+
+def test_a_sweep_over_dropout_and_lr_trains_transformers_as_one_group(tmp_path):
+    """The dropout rate lives in the model state, so trials that differ in it and in the
+    learning rate share one program, and each gives what it gives alone."""
+    import pandas as pd
+
+    from dlrun.core.report.progress import make_reporter
+    from dlrun.core.sweep.groups import group_key
+    from dlrun.core.training.vectorised import train_group
+
+    model = TINY_MODELS["transformer"]
+    base = {"trainer": {"epochs": 3, "progress": "none"}}
+    cfgs = [tiny_config(tmp_path, model | {"dropout": rate}, **base) for rate in (0.1, 0.3)]
+    cfgs.append(tiny_config(tmp_path, model | {"dropout": 0.2}, optimizer={"name": "adam", "lr": 0.003, "clip_norm": 1.0}, **base))
+    assert len({group_key(c) for c in cfgs}) == 1
+    outcomes = train_group(cfgs, [tmp_path / f"v{i}" for i in range(3)], mode="serial")
+    assert [o.status for o in outcomes] == ["done"] * 3 and outcomes[0].summary["loop"] == "shared-program"
+    columns = ["train/loss", "val/loss", "val/acc"]
+    finals = []
+    for i, cfg in enumerate(cfgs):
+        train(cfg, tmp_path / f"s{i}", plot=False, reporter=make_reporter("none", 0, ""))
+        vec, single = (pd.read_csv(tmp_path / f"{p}{i}" / "metrics.csv")[columns].to_numpy() for p in "vs")
+        np.testing.assert_allclose(vec, single, rtol=2e-4, atol=2e-5, err_msg=str(i))
+        finals.append(round(float(vec[-1, 0]), 4))
+    assert len(set(finals)) == 3  # the rates really differ

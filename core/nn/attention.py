@@ -46,13 +46,15 @@ def masked_softmax(scores: jax.Array, mask: jax.Array | None = None) -> jax.Arra
     return e / jnp.where(total > 0, total, 1.0)
 
 
-def dropout(x: jax.Array, rate: float, train: bool, key: jax.Array | None) -> jax.Array:
-    if not train or rate == 0.0:
+def dropout(x: jax.Array, rate, train: bool, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout in training; `rate` a number, or an array (a rate kept in the model
+    state, so that trials differing only in it share one program)."""
+    if not train or (isinstance(rate, (int, float)) and rate == 0.0):
         return x
     if key is None:
         raise ValueError("dropout in training needs a PRNG key")
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
+    return jnp.where(keep, x / jnp.where(rate < 1.0, 1.0 - rate, 1.0), 0.0)
 
 
 def attend(weights: jax.Array, values: jax.Array, rate: float = 0.0, train: bool = False, key=None) -> jax.Array:

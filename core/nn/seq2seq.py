@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from ..data.translation import split_inputs
-from .attention import additive_attention, additive_init, length_mask
+from .attention import additive_attention, additive_init, dropout, length_mask
 from .combinators import scan_cell
 from .layers import Layer
 from .rnn import RNN_INITS, fused_cell
@@ -32,17 +32,16 @@ class EncoderDecoder(NamedTuple):
     start: Callable[[Any, Any], Any]
     decode: Callable[..., tuple[jax.Array, Any]]
     vocab: int  # the target vocabulary's size
+    dropout: float = 0.0  # the config's rate; `as_layer` keeps it in the model state
+
+
+def _rate(cfg, rate):
+    """The dropout rate of one call: the model state's (an array) when given, else the config's."""
+    return cfg.dropout if rate is None else rate
 
 
 def _keys(key: jax.Array | None, n: int) -> list[jax.Array | None]:
     return list(jax.random.split(key, n)) if key is not None else [None] * n
-
-
-def _dropout(x: jax.Array, rate: float, train: bool, key: jax.Array | None) -> jax.Array:
-    if not train or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 class GRUStack(NamedTuple):
@@ -54,7 +53,7 @@ class GRUStack(NamedTuple):
     run: Callable[..., tuple[jax.Array, jax.Array]]
 
 
-def gru_stack(hidden: int, layers: int, dropout: float, w_init, b_init) -> GRUStack:
+def gru_stack(hidden: int, layers: int, w_init, b_init) -> GRUStack:
     cell = fused_cell("gru", hidden, w_init, b_init)
 
     def init(key, features):
@@ -63,12 +62,13 @@ def gru_stack(hidden: int, layers: int, dropout: float, w_init, b_init) -> GRUSt
             _, params[f"gru{i}"] = cell.init(k, features if i == 0 else hidden)
         return params
 
-    def run(params, x, h0, *, train, key):
-        """x (batch, T, F), h0 (batch, layers, hidden) -> (top layer's outputs, final states)."""
+    def run(params, x, h0, *, train, key, rate=0.0):
+        """x (batch, T, F), h0 (batch, layers, hidden) -> (top layer's outputs, final states);
+        dropout at `rate` between the layers."""
         finals = []
         for i, k in enumerate(_keys(key, layers)):
             if i:
-                x = _dropout(x, dropout, train, k)
+                x = dropout(x, rate, train, k)
             x, h = scan_cell(cell, params[f"gru{i}"], x, h0[:, i])
             finals.append(h)
         return x, jnp.stack(finals, axis=1)
@@ -83,8 +83,8 @@ def seq2seq(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDecod
     states, and a dense layer gives the next token's logits."""
     w_init, b_init = RNN_INITS[cfg.init](cfg.init_scale, cfg.hidden)
     e, h = cfg.embed, cfg.hidden
-    encoder_rnn = gru_stack(h, cfg.layers, cfg.dropout, w_init, b_init)
-    decoder_rnn = gru_stack(h, cfg.layers, cfg.dropout, w_init, b_init)
+    encoder_rnn = gru_stack(h, cfg.layers, w_init, b_init)
+    decoder_rnn = gru_stack(h, cfg.layers, w_init, b_init)
     embed_init = jax.nn.initializers.normal(1.0)  # PyTorch's nn.Embedding: N(0, 1)
 
     def init(key):
@@ -93,24 +93,25 @@ def seq2seq(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDecod
                 "decoder": {"embed": embed_init(k[2], (tgt_vocab, e)), "rnn": decoder_rnn.init(k[3], e + h),
                             "dense": {"w": w_init(k[4], (h, tgt_vocab)), "b": b_init(k[5], (tgt_vocab,))}}}
 
-    def encode(params, src, src_len, *, train=False, key=None):
+    def encode(params, src, src_len, *, train=False, key=None, rate=None):
         p = params["encoder"]
         x = jnp.take(p["embed"], src, axis=0)
         h0 = jnp.zeros((src.shape[0], cfg.layers, h), x.dtype)
-        outputs, finals = encoder_rnn.run(p["rnn"], x, h0, train=train, key=key)
+        outputs, finals = encoder_rnn.run(p["rnn"], x, h0, train=train, key=key, rate=_rate(cfg, rate))
         return {"outputs": outputs, "finals": finals, "src_len": src_len}
 
     def start(params, memory):
         return memory["finals"]
 
-    def decode(params, memory, state, tokens, *, train=False, key=None):
+    def decode(params, memory, state, tokens, *, train=False, key=None, rate=None):
         p = params["decoder"]
         x = jnp.take(p["embed"], tokens, axis=0)
         context = jnp.broadcast_to(memory["finals"][:, -1:, :], (x.shape[0], x.shape[1], h))
-        outputs, state = decoder_rnn.run(p["rnn"], jnp.concatenate([x, context], axis=-1), state, train=train, key=key)
+        outputs, state = decoder_rnn.run(p["rnn"], jnp.concatenate([x, context], axis=-1), state, train=train, key=key,
+                                         rate=_rate(cfg, rate))
         return outputs @ p["dense"]["w"] + p["dense"]["b"], state
 
-    return EncoderDecoder("seq2seq", init, encode, start, decode, tgt_vocab)
+    return EncoderDecoder("seq2seq", init, encode, start, decode, tgt_vocab, cfg.dropout)
 
 
 def bahdanau(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDecoder:
@@ -123,7 +124,7 @@ def bahdanau(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDeco
     base = seq2seq(cfg, src_vocab, tgt_vocab)
     e, h = cfg.embed, cfg.hidden
     w_init, b_init = RNN_INITS[cfg.init](cfg.init_scale, cfg.hidden)
-    decoder_rnn = gru_stack(h, cfg.layers, cfg.dropout, w_init, b_init)
+    decoder_rnn = gru_stack(h, cfg.layers, w_init, b_init)
 
     def init(key):
         k_base, k_rnn, k_att = jax.random.split(key, 3)
@@ -135,8 +136,9 @@ def bahdanau(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDeco
     def start(params, memory):
         return {"h": memory["finals"], "attention": jnp.zeros(memory["outputs"].shape[:2], memory["outputs"].dtype)}
 
-    def decode(params, memory, state, tokens, *, train=False, key=None):
+    def decode(params, memory, state, tokens, *, train=False, key=None, rate=None):
         p = params["decoder"]
+        r = _rate(cfg, rate)
         x = jnp.take(p["embed"], tokens, axis=0)  # (batch, t, e)
         mask = length_mask(memory["src_len"], 1, memory["outputs"].shape[1])
 
@@ -144,30 +146,33 @@ def bahdanau(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDeco
             x_t, i = inputs
             k_att, k_rnn = (None, None) if key is None else jax.random.split(jax.random.fold_in(key, i))
             context, weights = additive_attention(p["attention"], hidden[:, -1:, :], memory["outputs"], memory["outputs"], mask,
-                                                  cfg.dropout, train, k_att)
+                                                  r, train, k_att)
             y, hidden = decoder_rnn.run(p["rnn"], jnp.concatenate([context, x_t[:, None, :]], axis=-1), hidden,
-                                        train=train, key=k_rnn)
+                                        train=train, key=k_rnn, rate=r)
             return hidden, (y[:, 0], weights[:, 0])
 
         hidden, (ys, weights) = jax.lax.scan(step, state["h"], (jnp.swapaxes(x, 0, 1), jnp.arange(tokens.shape[1])))
         logits = jnp.swapaxes(ys, 0, 1) @ p["dense"]["w"] + p["dense"]["b"]
         return logits, {"h": hidden, "attention": weights[-1]}
 
-    return EncoderDecoder("bahdanau", init, base.encode, start, decode, tgt_vocab)
+    return EncoderDecoder("bahdanau", init, base.encode, start, decode, tgt_vocab, cfg.dropout)
 
 
 def as_layer(model: EncoderDecoder) -> Layer:
     """The encoder-decoder on packed pairs x (batch, 2T+1) -> logits (batch, T, vocab), the
-    decoder fed the whole target (teacher forcing)."""
+    decoder fed the whole target (teacher forcing). A non-zero dropout rate lives in the model
+    state (`dropout`), so that a sweep's trials differing only in it share one program."""
 
     def init(key, in_shape):
-        return ((in_shape[0] - 1) // 2, model.vocab), model.init(key), {}
+        state = {"dropout": jnp.asarray(model.dropout, jnp.float32)} if model.dropout > 0 else {}
+        return ((in_shape[0] - 1) // 2, model.vocab), model.init(key), state
 
     def apply(params, state, x, *, train=False, key=None):
         inputs = split_inputs(x)
         k_enc, k_dec = _keys(key, 2)
-        memory = model.encode(params, inputs.src, inputs.src_len, train=train, key=k_enc)
-        logits, _ = model.decode(params, memory, model.start(params, memory), inputs.dec, train=train, key=k_dec)
+        rate = state.get("dropout", 0.0)
+        memory = model.encode(params, inputs.src, inputs.src_len, train=train, key=k_enc, rate=rate)
+        logits, _ = model.decode(params, memory, model.start(params, memory), inputs.dec, train=train, key=k_dec, rate=rate)
         return logits, state
 
     return Layer(model.kind, init, apply)

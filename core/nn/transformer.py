@@ -65,7 +65,7 @@ def transformer(cfg, src_vocab: int, tgt_vocab: int, steps: int) -> EncoderDecod
     """The book's Transformer with `cfg.hidden` dimensions, `cfg.heads` heads, an FFN of
     `cfg.ffn_hidden`, `cfg.blocks` blocks each side and `cfg.dropout`; `steps`: the longest
     target it decodes (the cache's length)."""
-    d, heads, blocks, rate = cfg.hidden, cfg.heads, cfg.blocks, cfg.dropout
+    d, heads, blocks = cfg.hidden, cfg.heads, cfg.blocks
     if d % heads:
         raise ValueError(f"model.hidden ({d}) must be a multiple of model.heads ({heads})")
     pe = jnp.asarray(positional_encoding(max(MAX_LEN, steps), d))
@@ -86,10 +86,11 @@ def transformer(cfg, src_vocab: int, tgt_vocab: int, steps: int) -> EncoderDecod
                                     "ffn": _ffn_init(kf, d, cfg.ffn_hidden), "norm2": _norm_init(d)}
         return {"encoder": encoder, "decoder": decoder}
 
-    def add_norm(params, x, y, train, key):
+    def add_norm(params, x, y, rate, train, key):
         return layer_norm(params, x + dropout(y, rate, train, key))
 
-    def encode(params, src, src_len, *, train=False, key=None):
+    def encode(params, src, src_len, *, train=False, key=None, rate=None):
+        rate = cfg.dropout if rate is None else rate
         p = params["encoder"]
         t = src.shape[1]
         keys = _keys(key, 1 + 3 * blocks)
@@ -99,8 +100,8 @@ def transformer(cfg, src_vocab: int, tgt_vocab: int, steps: int) -> EncoderDecod
         for i in range(blocks):
             b, (k_att, k_n0, k_n1) = p[f"block{i}"], keys[1 + 3 * i : 4 + 3 * i]
             y, w = multi_head_attention(b["attention"], x, x, x, heads, mask, rate, train, k_att)
-            x = add_norm(b["norm0"], x, y, train, k_n0)
-            x = add_norm(b["norm1"], x, _ffn(b["ffn"], x), train, k_n1)
+            x = add_norm(b["norm0"], x, y, rate, train, k_n0)
+            x = add_norm(b["norm1"], x, _ffn(b["ffn"], x), rate, train, k_n1)
             weights.append(w)
         return {"outputs": x, "src_len": src_len, "attention": jnp.stack(weights, axis=1)}  # (batch, blocks, heads, T, T)
 
@@ -111,7 +112,8 @@ def transformer(cfg, src_vocab: int, tgt_vocab: int, steps: int) -> EncoderDecod
                  "attention": jnp.zeros((batch, blocks, heads, t_src), memory["outputs"].dtype)}
         return state | {f"{kv}{i}": zeros for i in range(blocks) for kv in "kv"}
 
-    def decode(params, memory, state, tokens, *, train=False, key=None):
+    def decode(params, memory, state, tokens, *, train=False, key=None, rate=None):
+        rate = cfg.dropout if rate is None else rate
         p = params["decoder"]
         t = tokens.shape[1]
         pos = state["pos"][0]  # every row of a batch is at the same position
@@ -128,13 +130,13 @@ def transformer(cfg, src_vocab: int, tgt_vocab: int, steps: int) -> EncoderDecod
             cache = {kv: jax.lax.dynamic_update_slice_in_dim(state[f"{kv}{i}"], project(att, x, kv), pos, axis=1) for kv in "kv"}
             new_state |= {f"{kv}{i}": cache[kv] for kv in "kv"}
             y, _ = projected_attention(att, project(att, x, "q"), cache["k"], cache["v"], heads, causal, rate, train, ks[0])
-            x = add_norm(b["norm0"], x, y, train, ks[1])
+            x = add_norm(b["norm0"], x, y, rate, train, ks[1])
             y, w = multi_head_attention(b["cross_attention"], x, memory["outputs"], memory["outputs"], heads, cross_mask,
                                         rate, train, ks[2])
-            x = add_norm(b["norm1"], x, y, train, ks[3])
-            x = add_norm(b["norm2"], x, _ffn(b["ffn"], x), train, ks[4])
+            x = add_norm(b["norm1"], x, y, rate, train, ks[3])
+            x = add_norm(b["norm2"], x, _ffn(b["ffn"], x), rate, train, ks[4])
             cross.append(w[:, :, -1])  # the last position's weights: (batch, heads, source steps)
         new_state["attention"] = jnp.stack(cross, axis=1)
         return x @ p["dense"]["w"] + p["dense"]["b"], new_state
 
-    return EncoderDecoder("transformer", init, encode, start, decode, tgt_vocab)
+    return EncoderDecoder("transformer", init, encode, start, decode, tgt_vocab, cfg.dropout)
