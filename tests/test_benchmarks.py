@@ -134,23 +134,21 @@ def test_the_pytorch_transformer_is_the_same_network():
 
 
 @pytest.mark.slow
-def test_speed_benchmark_times_the_sequence_models_in_tokens(tmp_path, d2l_data_dir):
+def test_speed_benchmark_times_a_language_model_in_tokens(tmp_path, d2l_data_dir):
     import importlib.util
     import os
 
-    if not (d2l_data_dir / "fra-eng" / "fra.txt").is_file():
-        pytest.skip("fra-eng/fra.txt is not in the data directory")
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "gru_lm,seq2seq,transformer", "--epochs", "1", "--rounds", "1",
-         "--num-train", "2048", "--num-val", "256", "--no-cli", "--out", str(out)],
+        [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "gru_lm", "--epochs", "1", "--rounds", "1",
+         "--num-train", "1024", "--num-val", "128", "--no-cli", "--out", str(out)],
         capture_output=True, text=True, timeout=900, env={**os.environ, "DLRUN_DATA_DIR": str(d2l_data_dir)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = out.glob("*.json")
     figures = json.loads(result.read_text())["models"]
     has_torch = importlib.util.find_spec("torch") is not None
-    for model in ("gru_lm", "seq2seq", "transformer"):
+    for model in ("gru_lm",):
         for impl, row in figures[model].items():
             assert row["tokens_per_second"] > 0 and len(row["epoch_seconds"][0]) == 10, (model, impl)
         assert ("torch" in figures[model]) == has_torch
