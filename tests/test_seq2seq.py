@@ -310,11 +310,11 @@ def test_a_sweep_over_dropout_and_lr_trains_transformers_as_one_group(tmp_path):
 
     model = TINY_MODELS["transformer"]
     base = {"trainer": {"epochs": 3, "progress": "none"}}
-    cfgs = [tiny_config(tmp_path, model | {"dropout": rate}, **base) for rate in (0.1, 0.3)]
-    cfgs.append(tiny_config(tmp_path, model | {"dropout": 0.2}, optimizer={"name": "adam", "lr": 0.003, "clip_norm": 1.0}, **base))
+    cfgs = [tiny_config(tmp_path, model | {"dropout": 0.1}, **base),
+            tiny_config(tmp_path, model | {"dropout": 0.3}, optimizer={"name": "adam", "lr": 0.003, "clip_norm": 1.0}, **base)]
     assert len({group_key(c) for c in cfgs}) == 1
-    outcomes = train_group(cfgs, [tmp_path / f"v{i}" for i in range(3)], mode="serial")
-    assert [o.status for o in outcomes] == ["done"] * 3 and outcomes[0].summary["loop"] == "shared-program"
+    outcomes = train_group(cfgs, [tmp_path / f"v{i}" for i in range(2)], mode="serial")
+    assert [o.status for o in outcomes] == ["done"] * 2 and outcomes[0].summary["loop"] == "shared-program"
     columns = ["train/loss", "val/loss", "val/acc"]
     finals = []
     for i, cfg in enumerate(cfgs):
@@ -322,4 +322,4 @@ def test_a_sweep_over_dropout_and_lr_trains_transformers_as_one_group(tmp_path):
         vec, single = (pd.read_csv(tmp_path / f"{p}{i}" / "metrics.csv")[columns].to_numpy() for p in "vs")
         np.testing.assert_allclose(vec, single, rtol=2e-4, atol=2e-5, err_msg=str(i))
         finals.append(round(float(vec[-1, 0]), 4))
-    assert len(set(finals)) == 3  # the rates really differ
+    assert len(set(finals)) == 2  # the trials really differ
