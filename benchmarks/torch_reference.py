@@ -115,6 +115,30 @@ def build(model: str) -> nn.Module:
     return net
 
 
+def timed_epochs(net, optimizer, loss_of, x, y, batch_size: int, n_batches: int, epochs: int, clip_norm=None) -> list[float]:
+    """The book's training loop: one warm-up epoch, then `epochs` timed ones over shuffled
+    minibatches (gradients clipped to `clip_norm` when given); seconds per timed epoch."""
+    seconds = []
+    for epoch in range(epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(x))
+        total_loss = torch.zeros(())
+        for i in range(n_batches):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            loss = loss_of(x[idx], y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            if clip_norm:
+                nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
+            optimizer.step()
+            total_loss += loss.detach()
+        float(total_loss)  # the epoch's loss reaches the host once, as dlrun's does
+        if epoch > 0:  # epoch 0 is the warm-up
+            seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
 def run(model: str, lr: float, batch_size: int, epochs: int, x_train, y_train, x_val, y_val, seed: int = 0,
         optimizer: str = "sgd") -> dict:
     """One warm-up epoch, then `epochs` timed ones; x as NHWC numpy (moved to NCHW tensors here)."""
@@ -124,23 +148,7 @@ def run(model: str, lr: float, batch_size: int, epochs: int, x_train, y_train, x
     y = torch.from_numpy(y_train.astype(np.int64))
     loss_fn = nn.CrossEntropyLoss()
     optimizer = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=lr)
-    n_batches = len(x) // batch_size
-    seconds = []
-    for epoch in range(epochs + 1):
-        t0 = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(x))
-        total_loss = torch.zeros(())
-        for i in range(n_batches):
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            loss = loss_fn(net(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach()
-        float(total_loss)  # the epoch's loss reaches the host once, as dlrun's does
-        if epoch > 0:  # epoch 0 is the warm-up
-            seconds.append(time.perf_counter() - t0)
+    seconds = timed_epochs(net, optimizer, lambda xb, yb: loss_fn(net(xb), yb), x, y, batch_size, len(x) // batch_size, epochs)
     net.eval()
     with torch.no_grad():
         logits = net(torch.from_numpy(np.ascontiguousarray(x_val.transpose(0, 3, 1, 2))))
@@ -276,23 +284,7 @@ def run_sequence(model: str, cfg, data, epochs: int) -> dict:
             per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
             return (per_token.reshape(labels.shape) * mask).sum() / mask.sum()
     n_batches = -(-len(x) // batch_size)  # the last, partial batch too, as the book's loaders keep it
-    seconds = []
-    for epoch in range(epochs + 1):
-        t0 = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(x))
-        total_loss = torch.zeros(())
-        for i in range(n_batches):
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            loss = loss_of(x[idx], y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), cfg.optimizer.clip_norm)
-            optimizer.step()
-            total_loss += loss.detach()
-        float(total_loss)
-        if epoch > 0:
-            seconds.append(time.perf_counter() - t0)
+    seconds = timed_epochs(net, optimizer, loss_of, x, y, batch_size, n_batches, epochs, cfg.optimizer.clip_norm)
     net.eval()
     with torch.no_grad():
         xv, yv = torch.from_numpy(data.x_val.astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))

@@ -222,6 +222,13 @@ class BahdanauModel(Seq2SeqModel):
     name: Literal["bahdanau"] = "bahdanau"
 
 
+def heads_divide(section):
+    """Attention splits `hidden` evenly across `heads`."""
+    if section.hidden % section.heads:
+        raise ValueError(f"hidden ({section.hidden}) must be a multiple of heads ({section.heads})")
+    return section
+
+
 class TransformerModel(Section):
     """The Transformer encoder-decoder (D2L 11.7): `blocks` post-norm blocks each side,
     `heads`-head attention over `hidden` dimensions (no attention biases), a position-wise FFN
@@ -236,10 +243,8 @@ class TransformerModel(Section):
     dropout: float = Field(0.1, ge=0, lt=1)
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "TransformerModel":
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        return self
+    def _heads_divide(self):
+        return heads_divide(self)
 
 
 class ViTModel(Section):
@@ -257,10 +262,8 @@ class ViTModel(Section):
     blk_dropout: float = Field(0.1, ge=0, lt=1)
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "ViTModel":
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        return self
+    def _heads_divide(self):
+        return heads_divide(self)
 
 
 ModelConfig = Annotated[

@@ -40,11 +40,11 @@ def layer_norm(params, x, eps: float = 1e-5):
     return (x - mean) / jnp.sqrt(var + eps) * params["gamma"] + params["beta"]
 
 
-def _norm_init(d: int):
+def norm_init(d: int):
     return {"gamma": jnp.ones((d,), jnp.float32), "beta": jnp.zeros((d,), jnp.float32)}
 
 
-def _dense_init(key, d_in: int, d_out: int):
+def dense_init(key, d_in: int, d_out: int):
     return {"w": xavier_init()(key, (d_in, d_out), jnp.float32), "b": jnp.zeros((d_out,), jnp.float32)}
 
 
@@ -54,7 +54,7 @@ def _ffn(params, x):
 
 def _ffn_init(key, d: int, hidden: int):
     k0, k1 = jax.random.split(key)
-    return {"dense0": _dense_init(k0, d, hidden), "dense1": _dense_init(k1, hidden, d)}
+    return {"dense0": dense_init(k0, d, hidden), "dense1": dense_init(k1, hidden, d)}
 
 
 def _keys(key, n: int):
@@ -76,14 +76,14 @@ def transformer(cfg, src_vocab: int, tgt_vocab: int, steps: int) -> EncoderDecod
         encoder = {"embed": jax.random.normal(k_src, (src_vocab, d), jnp.float32)}
         for i, k in enumerate(jax.random.split(k_enc, blocks)):
             ka, kf = jax.random.split(k)
-            encoder[f"block{i}"] = {"attention": multi_head_init(ka, d, d, d, d), "norm0": _norm_init(d),
-                                    "ffn": _ffn_init(kf, d, cfg.ffn_hidden), "norm1": _norm_init(d)}
-        decoder = {"embed": jax.random.normal(k_tgt, (tgt_vocab, d), jnp.float32), "dense": _dense_init(k_out, d, tgt_vocab)}
+            encoder[f"block{i}"] = {"attention": multi_head_init(ka, d, d, d, d), "norm0": norm_init(d),
+                                    "ffn": _ffn_init(kf, d, cfg.ffn_hidden), "norm1": norm_init(d)}
+        decoder = {"embed": jax.random.normal(k_tgt, (tgt_vocab, d), jnp.float32), "dense": dense_init(k_out, d, tgt_vocab)}
         for i, k in enumerate(jax.random.split(k_dec, blocks)):
             ks, kc, kf = jax.random.split(k, 3)
-            decoder[f"block{i}"] = {"self_attention": multi_head_init(ks, d, d, d, d), "norm0": _norm_init(d),
-                                    "cross_attention": multi_head_init(kc, d, d, d, d), "norm1": _norm_init(d),
-                                    "ffn": _ffn_init(kf, d, cfg.ffn_hidden), "norm2": _norm_init(d)}
+            decoder[f"block{i}"] = {"self_attention": multi_head_init(ks, d, d, d, d), "norm0": norm_init(d),
+                                    "cross_attention": multi_head_init(kc, d, d, d, d), "norm1": norm_init(d),
+                                    "ffn": _ffn_init(kf, d, cfg.ffn_hidden), "norm2": norm_init(d)}
         return {"encoder": encoder, "decoder": decoder}
 
     def add_norm(params, x, y, rate, train, key):

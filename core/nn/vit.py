@@ -13,17 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from .attention import dropout, multi_head_attention, multi_head_init
-from .init import xavier_init
 from .layers import Layer
-from .transformer import layer_norm
-
-
-def _dense(key, d_in: int, d_out: int) -> dict[str, jax.Array]:
-    return {"w": xavier_init()(key, (d_in, d_out), jnp.float32), "b": jnp.zeros((d_out,), jnp.float32)}
-
-
-def _norm(d: int) -> dict[str, jax.Array]:
-    return {"gamma": jnp.ones((d,), jnp.float32), "beta": jnp.zeros((d,), jnp.float32)}
+from .transformer import dense_init, layer_norm, norm_init
 
 
 def patches(x: jax.Array, size: int) -> jax.Array:
@@ -42,13 +33,13 @@ def vit(cfg, output_dim: int) -> Layer:
             raise ValueError(f"model.patch: {p} does not divide the {h}x{w} input; set data.resize to a multiple of it")
         n = (h // p) * (w // p)
         keys = jax.random.split(key, 3 + cfg.blocks)
-        params = {"patch_embed": _dense(keys[0], p * p * c, d), "cls": jnp.zeros((1, 1, d), jnp.float32),
+        params = {"patch_embed": dense_init(keys[0], p * p * c, d), "cls": jnp.zeros((1, 1, d), jnp.float32),
                   "pos_embed": 0.01 * jax.random.normal(keys[1], (1, n + 1, d), jnp.float32),
-                  "head": {"norm": _norm(d), "dense": _dense(keys[2], d, output_dim)}}
+                  "head": {"norm": norm_init(d), "dense": dense_init(keys[2], d, output_dim)}}
         for i, k in enumerate(keys[3:]):
             ka, k0, k1 = jax.random.split(k, 3)
-            params[f"block{i}"] = {"norm0": _norm(d), "attention": multi_head_init(ka, d, d, d, d), "norm1": _norm(d),
-                                   "mlp": {"dense0": _dense(k0, d, cfg.mlp_hidden), "dense1": _dense(k1, cfg.mlp_hidden, d)}}
+            params[f"block{i}"] = {"norm0": norm_init(d), "attention": multi_head_init(ka, d, d, d, d), "norm1": norm_init(d),
+                                   "mlp": {"dense0": dense_init(k0, d, cfg.mlp_hidden), "dense1": dense_init(k1, cfg.mlp_hidden, d)}}
         return (output_dim,), params, {}
 
     def apply(params, state, x, *, train=False, key=None):
