@@ -53,6 +53,14 @@ def train(
     resume: Annotated[
         Optional[Path], typer.Option(help="Continue the run in this directory from its last checkpoint.")
     ] = None,
+    coordinator: Annotated[Optional[str], typer.Option(
+        envvar="DLRUN_COORDINATOR", rich_help_panel="Several machines",
+        help="HOST:PORT of process 0, to train as one of --num-processes processes (jax.distributed); "
+             "'auto': read them from the cluster scheduler (SLURM, Open MPI).")] = None,
+    num_processes: Annotated[Optional[int], typer.Option(envvar="DLRUN_NUM_PROCESSES", rich_help_panel="Several machines",
+                                                         min=1, help="How many processes train together.")] = None,
+    process_id: Annotated[Optional[int], typer.Option(envvar="DLRUN_PROCESS_ID", rich_help_panel="Several machines",
+                                                      min=0, help="This process's rank, 0 to --num-processes - 1.")] = None,
 ) -> None:
     """Train the model a config describes; write metrics, checkpoints, summary and curves to a run directory."""
     from dlrun.core.report.outputs import new_run_dir
@@ -60,6 +68,12 @@ def train(
     from dlrun.experiments import experiment_for, run_config
 
     with guarded(ctx):
+        if coordinator is not None:
+            from dlrun.core.training.devices import start_processes
+
+            if out is None and resume is None:
+                raise fail("training over several processes needs the same run directory in each: give --out DIR", 2)
+            start_processes(coordinator, num_processes, process_id)
         if resume is not None:
             if config is not None or out is not None:
                 raise fail("--resume RUN_DIR takes the config from the run directory; give no CONFIG or --out", 2)
@@ -85,7 +99,9 @@ def train(
     )
     for line in _generated(s):
         typer.echo(line)
-    typer.echo(f"outputs: {run_dir}/{{config.yaml,metrics.csv,summary.json,curves.png,checkpoints/}}")
+    extra = sorted(p.name for p in Path(run_dir).glob("*.png") if p.name != "curves.png")
+    files = ",".join(["config.yaml", "metrics.csv", "summary.json", "curves.png", *extra, "checkpoints/"])
+    typer.echo(f"outputs: {run_dir}/{{{files}}}")
 
 
 def _generated(summary: dict) -> list[str]:

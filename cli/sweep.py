@@ -72,6 +72,7 @@ def sweep(
     """Run a grid or random search over a config; one table (results.csv/.md) and plots at the end."""
     from dlrun.core.sweep import plan as sweep_plan
     from dlrun.core.sweep import run as sweep_run
+    from dlrun.core.sweep.spec import swept_keys
     from dlrun.experiments import run_trial
 
     if executor not in ("local", "ray"):
@@ -99,7 +100,7 @@ def sweep(
     except KeyboardInterrupt:
         typer.secho(f"interrupted; finished trials are kept. Resume with:\n  {resume_hint}", err=True)
         raise typer.Exit(code=130) from None
-    _print_results(plan.path, df, plan.metric, plan.mode, [k for k in plan.spec.parameters if k != "seed"])
+    _print_results(plan.path, df, plan.metric, plan.mode, swept_keys(plan.spec))
     if (df["status"] == "failed").any():
         raise typer.Exit(code=1)
 
@@ -112,7 +113,7 @@ def _print_dry_run(spec, base: Path, extra: list[str], source: str) -> None:
     trials, configs = resolve(spec, base, extra, source)
     groups: dict[str, int] = {}
     for t, cfg in zip(trials, configs):
-        group = groups.setdefault(group_key(cfg), len(groups)) if spec.vectorize and cfg.experiment.name == "train" else "-"
+        group = groups.setdefault(group_key(cfg), len(groups)) if spec.vectorize and cfg.experiment.name == "train" and cfg.trainer.devices == 1 else "-"
         values = "  ".join(f"{k}={_short(v)}" for k, v in t.params.items())
         typer.echo(f"{t.index:>4}  group {group}  {values}  seed={t.seed}")
     metric, mode = metric_and_mode(spec, configs[0])
@@ -145,12 +146,13 @@ def compare(
     """Compare finished runs: one table (results.csv/.md) and plots of their curves and settings."""
     from dlrun.core.report import compare as core_compare
     from dlrun.core.sweep import plan as sweep_plan
+    from dlrun.core.sweep.spec import swept_keys
 
     with guarded():
         if len(paths) == 1 and (paths[0] / sweep_plan.SWEEP_FILE).is_file():
             plan = sweep_plan.load(paths[0])
             runs = [core_compare.load_run(d, name=d.name) for d in plan.dirs]
-            params = [k for k in plan.spec.parameters if k != "seed"]
+            params = swept_keys(plan.spec)
             metric, mode = metric or plan.metric, plan.mode if metric in (None, plan.metric) else _mode(metric)
             target, title = out or plan.path, plan.spec.name
         else:

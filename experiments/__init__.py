@@ -18,7 +18,17 @@ from pydantic import BaseModel
 from dlrun.core.config import Config, validate_options
 from dlrun.core.errors import ConfigError
 
-from . import attention, conv_kernel, corpus_stats, distribution_shift, initialization, kaggle_house, polynomial, sequence
+from . import (
+    attention,
+    conv_kernel,
+    corpus_stats,
+    distribution_shift,
+    initialization,
+    kaggle_house,
+    optimization,
+    polynomial,
+    sequence,
+)
 
 
 class Experiment(NamedTuple):
@@ -36,6 +46,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "corpus_stats": Experiment(corpus_stats.run, corpus_stats.CorpusStatsOptions),
     "nadaraya_watson": Experiment(attention.run_nadaraya_watson, attention.NadarayaWatsonOptions),
     "positional_encoding": Experiment(attention.run_positional_encoding, attention.PositionalEncodingOptions),
+    "optimization_toys": Experiment(optimization.run, optimization.OptimizationToysOptions),
 }
 
 

@@ -30,6 +30,8 @@ BOOK_MODELS = [
     ("googlenet.yaml", 96, 5_977_530),
     ("resnet.yaml", 96, 11_178_378),
     ("densenet.yaml", 96, 758_226),
+    ("resnet_devices.yaml", 28, 11_175_818),  # D2L 12.6: the 3x3 stem without max-pool
+    ("resnet_devices2.yaml", 28, 11_175_818),
 ]
 CPU_CONFIGS = ["bn_lenet.yaml", "alexnet_cpu.yaml", "vgg_cpu.yaml", "nin_cpu.yaml", "googlenet_cpu.yaml", "resnet_cpu.yaml",
                "densenet_cpu.yaml", "vit_cpu.yaml"]

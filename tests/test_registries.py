@@ -155,6 +155,9 @@ OPTIMIZER_RUNS = {
     "adam": ["optimizer.name=adam", "optimizer.lr=0.1"],
     "adagrad": ["optimizer.name=adagrad", "optimizer.lr=0.5"],
     "rmsprop": ["optimizer.name=rmsprop", "optimizer.lr=0.1"],
+    "adadelta": ["optimizer.name=adadelta", "optimizer.lr=1.0", "optimizer.eps=0.01"],
+    "yogi": ["optimizer.name=yogi", "optimizer.lr=0.1"],
+    "yogi_scratch": ["optimizer.name=yogi", "optimizer.lr=0.1", "optimizer.impl=scratch"],
 }
 
 
@@ -172,7 +175,8 @@ def test_every_optimizer_lowers_the_training_loss(run, tmp_path):
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 def test_every_schedule_lowers_the_training_loss(schedule, tmp_path):
     cfg = config(tmp_path, [f"optimizer.schedule.name={schedule}", "optimizer.schedule.step_epochs=2",
-                            "optimizer.schedule.gamma=0.5", "optimizer.momentum=0.9"])
+                            "optimizer.schedule.gamma=0.5", "optimizer.momentum=0.9",
+                            "optimizer.schedule.milestones=[2]", "optimizer.schedule.warmup=1"])
     assert_trains(cfg, tmp_path / "run")
 
 

@@ -156,6 +156,27 @@ def _affinity(_):
     return sorted(os.sched_getaffinity(0))
 
 
+def _visible(_):
+    time.sleep(0.05)
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_pool_workers_each_see_one_gpu(monkeypatch):
+    """Trials pack across GPUs: worker k of a pool sees GPU k mod their number only."""
+    import multiprocessing as mp
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    gpus = executors.visible_gpus()
+    assert gpus == ["3", "5"]
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("i", 0)
+    with ctx.Pool(2, initializer=executors._limit_threads, initargs=(counter, [0], 1, gpus)) as pool:
+        seen = pool.map(_visible, range(6), chunksize=1)
+    assert set(seen) == {"3", "5"}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert executors.visible_gpus() == []
+
+
 @pytest.mark.slow
 def test_ray_executor_on_a_local_instance(tmp_path, fake_fmnist_dir):
     """`--executor ray` with no address starts a local Ray instance, sends each group to it as

@@ -46,7 +46,7 @@ def test_classifiers_learn_and_write_all_outputs(tmp_path, fake_fmnist_dir, conf
     for name in OUTPUTS:
         assert (run_dir / name).stat().st_size > 0, name
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    assert list(metrics.columns) == ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", "seconds"]
+    assert list(metrics.columns) == ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", "examples", "seconds"]
     assert list(metrics["epoch"]) == [1, 2, 3]
     assert metrics["train/loss"].iloc[-1] < metrics["train/loss"].iloc[0]
     assert metrics["val/acc"].iloc[-1] > 0.5  # 10 classes: chance is 0.1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+from .airfoil import airfoil
 from .dataset import Dataset
 from .fashion_mnist import fashion_mnist
 from .synthetic import polynomial, sine, synthetic_regression
@@ -25,7 +26,8 @@ DATASETS: dict[str, DataSource] = {
     "polynomial": DataSource(polynomial, seeded=True),
     "sine": DataSource(sine, seeded=True),
     "fashion_mnist": DataSource(fashion_mnist, seeded=False),
-    "csv": DataSource(csv_dataset, seeded=True),  # the validation rows are drawn with the seed
+    "csv": DataSource(csv_dataset, seeded=True),
+    "airfoil": DataSource(airfoil, seeded=False),  # the validation rows are drawn with the seed
     "time_machine": DataSource(time_machine, seeded=False),
     "fra_eng": DataSource(fra_eng, seeded=False),
 }

@@ -14,6 +14,10 @@ their examples. A language-model data set holds every window of its corpus (stri
 
 The number of batches per epoch does not depend on the offset, so every epoch has the same
 shape and compiles once.
+
+- `stream`: an endless stream of shuffled passes over the examples, each epoch the next
+  `stream_steps` batches of it, so that an epoch can be shorter or longer than one pass (D2L
+  11.5 measures the loss every 200 examples).
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-KINDS = ("shuffle", "windows", "random", "sequential")
+KINDS = ("shuffle", "windows", "random", "sequential", "stream")
 
 
 class Sampling(NamedTuple):
     kind: str = "shuffle"  # shuffle and windows: shuffled examples; random, sequential: partitions
     num_steps: int = 0  # the window length, for the partitionings
     drop_last: bool = True  # shuffle, windows: leave out the remainder; False: a last, partial batch
+    stream_steps: int = 0  # stream: batches per epoch
 
     def keeps_partial_batch(self, num_examples: int, batch_size: int) -> bool:
         """An epoch ends with a partial batch, padded to full size with index -1 (the
@@ -45,6 +50,8 @@ class Sampling(NamedTuple):
 def steps_per_epoch(sampling: Sampling, num_examples: int, batch_size: int) -> int:
     if sampling.kind in ("shuffle", "windows"):
         return -(-num_examples // batch_size) if sampling.keeps_partial_batch(num_examples, batch_size) else num_examples // batch_size
+    if sampling.kind == "stream":
+        return sampling.stream_steps
     t = sampling.num_steps
     if sampling.kind == "random":
         return (num_examples // t) // batch_size
@@ -84,8 +91,22 @@ def sequential_partition(key: jax.Array, num_windows: int, batch_size: int, num_
     return starts
 
 
+def stream(key: jax.Array, epoch: int | jax.Array, num_examples: int, batch_size: int, steps: int) -> jax.Array:
+    """Batches `steps * (epoch - 1)` up to `steps * epoch` of the stream of passes, pass p a
+    permutation drawn from `fold_in(key, p)`."""
+    size = steps * batch_size
+    start = jnp.maximum(epoch - 1, 0) * size  # epoch 0 (the compile-time example) is epoch 1's shape
+    first_pass = start // num_examples
+    passes = first_pass + jnp.arange(size // num_examples + 2)  # enough passes to cover the epoch
+    perms = jax.vmap(lambda p: jax.random.permutation(jax.random.fold_in(key, p), num_examples))(passes)
+    flat = perms.reshape(-1)
+    return jax.lax.dynamic_slice(flat, (start - first_pass * num_examples,), (size,)).reshape(steps, batch_size)
+
+
 def epoch_order(sampling: Sampling, key: jax.Array, epoch: int | jax.Array, num_examples: int, batch_size: int) -> jax.Array:
     """The epoch's (num_batches, batch_size) example indices, fresh for each epoch."""
+    if sampling.kind == "stream":
+        return stream(key, epoch, num_examples, batch_size, sampling.stream_steps)
     key = jax.random.fold_in(key, epoch)
     if sampling.kind in ("shuffle", "windows"):
         return shuffled(key, num_examples, batch_size, sampling.drop_last)

@@ -136,7 +136,8 @@ def _fmt(v: Any) -> str:
 
 def write_report(out_dir: Path, runs: Sequence[Run], params: Sequence[str], metric: str, mode: str, title: str) -> pd.DataFrame:
     """results.csv, results.md, curves.png, and per parameter <metric>_vs_<param>.png, with
-    heatmap.png when exactly two parameters were varied."""
+    heatmap.png when exactly two parameters were varied, and progress.png (the metric against
+    examples seen and against training seconds, D2L 11.5's figure) when the batch size was."""
     df = results_table(runs, params, metric, mode)
     outputs.write_atomic(out_dir / "results.csv", df.to_csv(index=False, float_format="%.8g"))
     outputs.write_atomic(out_dir / "results.md", markdown(df, params, metric, mode, title))
@@ -145,6 +146,8 @@ def write_report(out_dir: Path, runs: Sequence[Run], params: Sequence[str], metr
         _save(out_dir / f"{_safe(metric)}_vs_{_safe(p)}.png", _param_figure(df, p, metric))
     if len(params) == 2:
         _save(out_dir / "heatmap.png", _heatmap_figure(df, params, metric))
+    if "data.batch_size" in params:
+        _save(out_dir / "progress.png", _progress_figure(runs, metric, title))
     return df
 
 
@@ -194,6 +197,31 @@ def _curves_figure(runs: Sequence[Run], metric: str, title: str):
         ax.legend(fontsize=6)
     if metric.endswith("loss") and all((r.metrics[metric] > 0).all() for r in shown):
         ax.set_yscale("log")
+    return fig
+
+
+def _progress_figure(runs: Sequence[Run], metric: str, title: str):
+    """The metric against examples trained on and against cumulative training seconds: which
+    batch size makes progress fastest per example and per second (D2L 11.5)."""
+    shown = [r for r in runs if {metric, "examples", "seconds"} <= set(r.metrics.columns)]
+    if not shown:
+        return None
+    fig = _figure((10, 4))
+    by_examples, by_time = fig.subplots(1, 2)
+    for run in shown:
+        batch = run.config.get("data.batch_size", "?")
+        by_examples.plot(run.metrics["examples"], run.metrics[metric], marker="o", markersize=2, label=f"batch {batch}")
+        by_time.plot(run.metrics["seconds"].cumsum(), run.metrics[metric], marker="o", markersize=2, label=f"batch {batch}")
+    from matplotlib.ticker import NullFormatter
+
+    for ax, xlabel in ((by_examples, "examples seen"), (by_time, "training seconds")):
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: {metric} against examples and time", fontsize=9)
     return fig
 
 

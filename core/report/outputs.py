@@ -101,6 +101,25 @@ def _jsonable(obj):
     return obj
 
 
+def plot_schedule(path: str | Path, lrs, steps_per_epoch: int, title: str = "") -> None:
+    """The learning rate at every optimizer update, with epochs marked on a second axis (D2L 11.11)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.5))
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.85)
+    ax = fig.subplots()
+    ax.plot(np.arange(len(lrs)), lrs)
+    ax.set_xlabel("optimizer update")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
+    top.set_xlabel("epoch")
+    if title:
+        ax.set_title(title, fontsize=9, pad=28)
+    write_figure(path, fig)
+
+
 def plot_curves(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> None:
     """Loss (and accuracy, or a language model's perplexity) against epoch, train and val, as the book's
     ProgressBoard draws them. Regression losses span decades, so their axis is logarithmic."""

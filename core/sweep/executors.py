@@ -17,12 +17,25 @@ R = TypeVar("R")
 
 
 
-def _limit_threads(counter, cpus: list[int], per_worker: int) -> None:
+def visible_gpus() -> list[str]:
+    """The NVIDIA GPUs this process may use: `CUDA_VISIBLE_DEVICES`, else every /dev/nvidiaN."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    from pathlib import Path
+
+    return sorted((p.name.removeprefix("nvidia") for p in Path("/dev").glob("nvidia[0-9]*")), key=int)
+
+
+def _limit_threads(counter, cpus: list[int], per_worker: int, gpus: list[str] = ()) -> None:
     """Pin this worker process to its share of the cores before JAX starts, so that N workers
-    do not each start a thread per core (XLA sizes its thread pool from the affinity mask)."""
+    do not each start a thread per core (XLA sizes its thread pool from the affinity mask); on
+    a host with GPUs, worker k sees GPU k mod their number only, so trials pack across GPUs."""
     with counter.get_lock():
         k = counter.value
         counter.value += 1
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[k % len(gpus)]
     share = [cpus[(k * per_worker + j) % len(cpus)] for j in range(per_worker)]
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, share)
@@ -37,14 +50,16 @@ def execute_local(fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[T,
 
 
 def execute_pool(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iterator[tuple[T, R]]:
-    """A pool of `workers` processes (spawned: JAX does not survive fork), each on its share of cores."""
+    """A pool of `workers` processes (spawned: JAX does not survive fork), each on its share of
+    cores and, on a host with GPUs, on one GPU."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     per_worker = max(1, len(cpus) // workers)
     counter = ctx.Value("i", 0)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_threads, initargs=(counter, cpus, per_worker)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_threads,
+                             initargs=(counter, cpus, per_worker, visible_gpus())) as pool:
         futures = {pool.submit(fn, t): t for t in tasks}
         try:
             for future in as_completed(futures):

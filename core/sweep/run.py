@@ -32,7 +32,7 @@ from .plan import (
     reset_trial,
     write_status,
 )
-from .spec import SweepSpec
+from .spec import SweepSpec, swept_keys
 
 
 class Task(NamedTuple):
@@ -124,7 +124,8 @@ def plan_tasks(plan: Plan, pending: Sequence[int], stop_epoch: int | None, worke
     for i in pending:
         cfg = plan.config(i)
         start = checkpoint_epoch(plan.dirs[i])
-        if not plan.spec.vectorize or cfg.experiment.name != "train" or start is None:
+        # a trial on several devices trains alone: a vectorised group runs on one device
+        if not plan.spec.vectorize or cfg.experiment.name != "train" or start is None or cfg.trainer.devices != 1:
             singles.append(i)
         else:
             groups.setdefault((group_key(cfg), start), []).append(i)
@@ -176,7 +177,7 @@ def run(plan: Plan, single: SingleRunner, workers: int = 1, executor: str = "loc
             if stop is not None:
                 _prune(plan, stop, echo)
         runs = [compare.load_run(d, name=d.name) for d in plan.dirs]
-        params = [k for k in plan.spec.parameters if k != "seed"]
+        params = swept_keys(plan.spec)
         df = compare.write_report(plan.path, runs, params, plan.metric, plan.mode, title=plan.spec.name)
     return df
 

@@ -12,6 +12,13 @@ seeds: 3                         # each trial repeated with seeds seed, seed+1, 
 metric: val/acc                  # what "best" means (default: val/acc; val/ppl for language models, else val/loss)
 scheduler: {name: halving, eta: 3, min_epochs: 1}
 ```
+`cases:` lists settings that go together (values of several keys at once), one trial each,
+crossed with the grid of `parameters` when there is one:
+```yaml
+cases:
+  - {data.batch_size: 1, optimizer.lr: 0.005}
+  - {data.batch_size: 1500, optimizer.lr: 1.0, trainer.epochs: 10}
+```
 Distributions: `uniform(low, high)`, `loguniform(low, high)`, `randint(low, high)` (an integer,
 low <= n < high) and `choice(a, b, ...)`; in a random search, a list is a choice too.
 """
@@ -51,7 +58,8 @@ class SweepSpec(BaseModel):
     name: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     base: str
     set: dict[str, Any] = {}
-    parameters: dict[str, Any] = Field(min_length=1)
+    parameters: dict[str, Any] = {}
+    cases: list[dict[str, Any]] = []
     trials: Optional[int] = Field(None, gt=0)
     seeds: int = Field(1, gt=0)
     sample_seed: int = Field(0, ge=0, description="seed of the random-search sampler")
@@ -177,12 +185,12 @@ def read_spec(path: str | Path) -> tuple[SweepSpec, Path]:
 
 
 def is_sweep_file(path: str | Path) -> bool:
-    """A sweep file has `parameters:`; anything else is a config."""
+    """A sweep file has `parameters:` or `cases:`; anything else is a config."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return False
-    return isinstance(raw, dict) and "parameters" in raw
+    return isinstance(raw, dict) and ("parameters" in raw or "cases" in raw)
 
 
 def axes(spec: SweepSpec, source: str) -> dict[str, list[Any] | Distribution]:
@@ -196,6 +204,13 @@ def axes(spec: SweepSpec, source: str) -> dict[str, list[Any] | Distribution]:
             out[key] = value
         else:
             raise ConfigError(f"{where}: expected a non-empty list of values or a distribution such as loguniform(1e-3, 1), found {value!r}")
+    if not out and not spec.cases:
+        raise ConfigError(f"{source}: parameters: a sweep needs at least one parameter to vary, or `cases:`")
+    for i, case in enumerate(spec.cases):
+        if not case:
+            raise ConfigError(f"{source}: cases[{i}]: expected a mapping of keys to values, found an empty one")
+        if both := sorted(set(case) & set(out)):
+            raise ConfigError(f"{source}: cases[{i}]: {', '.join(both)} also in parameters; give each key in one place")
     random = any(isinstance(v, Distribution) for v in out.values())
     if random and spec.trials is None:
         raise ConfigError(f"{source}: trials: a random search ({', '.join(k for k, v in out.items() if isinstance(v, Distribution))}) needs `trials: N`")
@@ -204,6 +219,12 @@ def axes(spec: SweepSpec, source: str) -> dict[str, list[Any] | Distribution]:
     if "seed" in out and spec.seeds > 1:
         raise ConfigError(f"{source}: seeds: cannot repeat over seeds when `seed` itself is swept")
     return out
+
+
+def swept_keys(spec: SweepSpec) -> list[str]:
+    """The keys the trials differ in (but the seed): the parameters', then the cases'."""
+    keys = [*spec.parameters, *(k for case in spec.cases for k in case)]
+    return [k for k in dict.fromkeys(keys) if k != "seed"]
 
 
 def expand(spec: SweepSpec, source: str, base_seed: int = 0) -> list[Trial]:
@@ -218,6 +239,8 @@ def expand(spec: SweepSpec, source: str, base_seed: int = 0) -> list[Trial]:
             {k: (v.sample(rng) if isinstance(v, Distribution) else v[int(rng.integers(len(v)))]) for k, v in ax.items()}
             for _ in range(spec.trials)
         ]
+    if spec.cases:
+        combos = [combo | case for combo in combos for case in spec.cases]
     trials = []
     for combo in combos:
         params = {k: v for k, v in combo.items() if k != "seed"}

@@ -142,7 +142,8 @@ def run_epochs(
                 if on_fail:
                     on_fail(trial)
                 continue
-            trial.rows.append(epoch_row(epoch, batch_metrics[i], evaluated[i], seconds))
+            examples = epoch * program.steps_per_epoch * trial.cfg.data.batch_size
+            trial.rows.append(epoch_row(epoch, batch_metrics[i], evaluated[i], seconds, examples))
             trial.position = checkpoint.Position(epoch, 0)
             if due:
                 trial.save(host[i], trial.position)

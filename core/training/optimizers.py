@@ -10,32 +10,67 @@ from __future__ import annotations
 
 from typing import Callable
 
+import jax.numpy as jnp
 import optax
 
 from ..config import OptimizerConfig, ScheduleConfig
 from ..nn.params import weight_mask
+from . import from_scratch
 
 Transforms = list[optax.GradientTransformation]
 
 
+# epsilon when the config gives none: the book's (D2L 11.7-11.10), and Optax's Adam default
+EPS = {"adagrad": 1e-6, "rmsprop": 1e-6, "adadelta": 1e-5, "adam": 1e-8, "yogi": 1e-3}
+
+
+def _eps(cfg: OptimizerConfig) -> float:
+    return cfg.eps if cfg.eps is not None else EPS[cfg.name]
+
+
 def _sgd(cfg: OptimizerConfig, momentum) -> Transforms:
     """Plain SGD, or with (Nesterov) momentum when `momentum` > 0 (D2L 11.6)."""
-    return [optax.trace(decay=momentum, nesterov=cfg.nesterov)] if cfg.momentum > 0 else []
+    if cfg.momentum == 0:
+        return []
+    if cfg.impl == "scratch":
+        return [from_scratch.momentum(momentum)]
+    return [optax.trace(decay=momentum, nesterov=cfg.nesterov)]
 
 
 def _adam(cfg: OptimizerConfig, momentum) -> Transforms:
-    """Adam with b1 0.9, b2 0.999, eps 1e-8 (D2L 11.10)."""
-    return [optax.scale_by_adam()]
+    """Adam, bias-corrected moments with decays b1, b2 (D2L 11.10)."""
+    if cfg.impl == "scratch":
+        return [from_scratch.adam(cfg.b1, cfg.b2, _eps(cfg))]
+    return [optax.scale_by_adam(cfg.b1, cfg.b2, _eps(cfg))]
+
+
+def _yogi(cfg: OptimizerConfig, momentum) -> Transforms:
+    """Yogi: Adam with an additive second-moment update (D2L 11.10); the moments start at zero,
+    as in the book (Optax's own default starts them at 1e-6)."""
+    if cfg.impl == "scratch":
+        return [from_scratch.yogi(cfg.b1, cfg.b2, _eps(cfg))]
+    return [optax.scale_by_yogi(cfg.b1, cfg.b2, _eps(cfg), initial_accumulator_value=0.0)]
 
 
 def _adagrad(cfg: OptimizerConfig, momentum) -> Transforms:
     """AdaGrad: steps scaled by the root of the summed squared gradients (D2L 11.7)."""
-    return [optax.scale_by_rss(initial_accumulator_value=0.0, eps=1e-6)]
+    if cfg.impl == "scratch":
+        return [from_scratch.adagrad(_eps(cfg))]
+    return [optax.scale_by_rss(initial_accumulator_value=0.0, eps=_eps(cfg))]
 
 
 def _rmsprop(cfg: OptimizerConfig, momentum) -> Transforms:
-    """RMSProp: steps scaled by a leaky average of squared gradients, decay 0.9 (D2L 11.8)."""
-    return [optax.scale_by_rms(decay=0.9, eps=1e-6)]
+    """RMSProp: steps scaled by a leaky average (decay gamma) of squared gradients (D2L 11.8)."""
+    if cfg.impl == "scratch":
+        return [from_scratch.rmsprop(cfg.decay, _eps(cfg))]
+    return [optax.scale_by_rms(decay=cfg.decay, eps=_eps(cfg))]
+
+
+def _adadelta(cfg: OptimizerConfig, momentum) -> Transforms:
+    """Adadelta: no learning rate of its own (D2L 11.9); leave `lr` at 1 for the book's."""
+    if cfg.impl == "scratch":
+        return [from_scratch.adadelta(cfg.decay, _eps(cfg))]
+    return [optax.scale_by_adadelta(rho=cfg.decay, eps=_eps(cfg))]
 
 
 # name -> the optimizer's transforms, given its config and the momentum (an injected hyperparameter)
@@ -44,36 +79,74 @@ OPTIMIZERS: dict[str, Callable[[OptimizerConfig, object], Transforms]] = {
     "adam": _adam,
     "adagrad": _adagrad,
     "rmsprop": _rmsprop,
+    "adadelta": _adadelta,
+    "yogi": _yogi,
 }
 
 
-def _constant(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
+def _constant(cfg: ScheduleConfig, unit: int, epochs: int) -> optax.Schedule:
     return optax.constant_schedule(1.0)
 
 
-def _step(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-    """gamma^(epoch // step_epochs)."""
-    return optax.exponential_decay(1.0, transition_steps=cfg.step_epochs * steps_per_epoch, decay_rate=cfg.gamma,
-                                   staircase=True)
+def _step(cfg: ScheduleConfig, unit: int, epochs: int) -> optax.Schedule:
+    return optax.exponential_decay(1.0, transition_steps=cfg.step_epochs * unit, decay_rate=cfg.gamma, staircase=True)
 
 
-def _cosine(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-    """From 1 down to final_fraction over the run (D2L 11.11)."""
-    return optax.cosine_decay_schedule(1.0, decay_steps=max(total_steps, 1), alpha=cfg.final_fraction)
+def _factor(cfg: ScheduleConfig, unit: int, epochs: int) -> optax.Schedule:
+    return optax.exponential_decay(1.0, transition_steps=unit, decay_rate=cfg.gamma, end_value=cfg.min_fraction)
 
 
-# name -> a factor of the step count, 1 at the start (the learning rate multiplies it)
+def _multi_factor(cfg: ScheduleConfig, unit: int, epochs: int) -> optax.Schedule:
+    boundaries = jnp.asarray([round(m * unit) for m in cfg.milestones], jnp.int32)
+    return lambda t: cfg.gamma ** jnp.sum(t >= boundaries)
+
+
+def _sqrt(cfg: ScheduleConfig, unit: int, epochs: int) -> optax.Schedule:
+    return lambda t: (t / unit + 1.0) ** -0.5
+
+
+def _cosine(cfg: ScheduleConfig, unit: int, epochs: int) -> optax.Schedule:
+    length = max(round((cfg.length or epochs) * unit), 1)
+    if cfg.warmup == 0:
+        return optax.cosine_decay_schedule(1.0, decay_steps=length, alpha=cfg.final_fraction)
+    return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps=round(cfg.warmup * unit), decay_steps=length,
+                                              end_value=cfg.final_fraction)
+
+
+# name -> the factor at t, given the steps t counts per epoch and the run's epochs; 1 at the start
+# (but for a warm-up); the learning rate multiplies it
 SCHEDULES: dict[str, Callable[[ScheduleConfig, int, int], optax.Schedule]] = {
     "constant": _constant,
     "step": _step,
+    "factor": _factor,
+    "multi_factor": _multi_factor,
+    "sqrt": _sqrt,
     "cosine": _cosine,
 }
 
 
-def build_schedule(cfg: ScheduleConfig, lr: float, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-    """The learning rate at each step: lr times the schedule's factor."""
-    factor = SCHEDULES[cfg.name](cfg, steps_per_epoch, total_steps)
+def schedule_factor(cfg: ScheduleConfig, steps_per_epoch: int, epochs: int) -> optax.Schedule:
+    """The factor at each optimizer update `count`: t is the update count (`per: step`), or the
+    number of finished epochs (`per: epoch`)."""
+    if cfg.per == "step":
+        return SCHEDULES[cfg.name](cfg, steps_per_epoch, epochs)
+    factor = SCHEDULES[cfg.name](cfg, 1, epochs)
+    return lambda count: factor(count // steps_per_epoch)
+
+
+def build_schedule(cfg: ScheduleConfig, lr: float, steps_per_epoch: int, epochs: int) -> optax.Schedule:
+    """The learning rate at each optimizer update: lr times the schedule's factor."""
+    factor = schedule_factor(cfg, steps_per_epoch, epochs)
     return lambda count: lr * factor(count)
+
+
+def learning_rates(cfg, steps_per_epoch: int):
+    """The learning rate of every optimizer update of the run `cfg` (a Config) describes."""
+    import jax
+
+    opt = cfg.optimizer
+    schedule = build_schedule(opt.schedule, opt.lr, steps_per_epoch, cfg.trainer.epochs)
+    return jax.device_get(jax.vmap(schedule)(jnp.arange(steps_per_epoch * cfg.trainer.epochs)))
 
 
 # Hyperparameters kept in the optimizer state (optax.inject_hyperparams): their values are
@@ -91,7 +164,7 @@ def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> 
     schedule is a factor (1 at the start) times the learning rate, so that the learning rate
     itself can be a hyperparameter in the state.
     """
-    factor = SCHEDULES[cfg.schedule.name](cfg.schedule, steps_per_epoch, steps_per_epoch * epochs)
+    factor = schedule_factor(cfg.schedule, steps_per_epoch, epochs)
     direction = OPTIMIZERS[cfg.name]
 
     def chain(learning_rate, momentum, weight_decay, clip_norm):

@@ -54,14 +54,19 @@ def single_program(setup: Setup, state: TrainState, keys: dict[str, jax.Array], 
     """One run's program: the whole epoch as one `lax.scan` (`loop: scan`) or one jitted step
     per batch (`loop: step`), compiled ahead of time so that compile seconds and per-epoch
     seconds are measured apart."""
-    order_fn = jax.jit(setup.order)
+    if setup.devices is not None:  # everything the program takes, replicated over the mesh
+        state, keys, data, splits = setup.devices.put((state, keys, data, splits))
+        order_fn = jax.jit(setup.order, out_shardings=setup.devices.replicated)
+        index = lambda i: setup.devices.put(jnp.int32(i))  # noqa: E731
+    else:
+        order_fn, index = jax.jit(setup.order), jnp.int32
     t0 = time.perf_counter()
     order0 = order_fn(keys["order"], 0)
     if setup.loop == "scan":
         run = jax.jit(make_epoch_fn(setup.train_step), donate_argnums=0).lower(state, data, order0, keys["step"]).compile()
     else:
         run = jax.jit(make_batch_fn(setup.train_step), donate_argnums=0).lower(
-            state, data, order0, jnp.int32(0), keys["step"]).compile()
+            state, data, order0, index(0), keys["step"]).compile()
     # the splits are arguments rather than closed-over constants, which XLA would fold slowly
     evaluate = jax.jit(lambda params, model_state, splits: evaluate_splits(setup.eval_fn, params, model_state, splits))
     evaluate = evaluate.lower(state.params, state.model_state, splits).compile()
@@ -74,7 +79,7 @@ def single_program(setup: Setup, state: TrainState, keys: dict[str, jax.Array], 
             return state, [jax.device_get(metrics)], setup.steps_per_epoch  # one host transfer per epoch
         per_batch, done = [], first
         while done < setup.steps_per_epoch:
-            state, m = run(state, data, order, jnp.int32(done), keys["step"])
+            state, m = run(state, data, order, index(done), keys["step"])
             per_batch.append(m)
             done += 1
             if stop.requested:

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..nn.losses import LOSSES, Loss, Metric, default_metrics
 from ..nn.models import Model, build_model, with_input
 from ..nn.summary import Row, summarize
+from .devices import Devices, resolve
 from .optimizers import build_optimizer
 from .state import Arrays, TrainState, init_state
 from .steps import make_eval_fn, make_train_step, pad_for_eval
@@ -41,6 +42,7 @@ class Setup(NamedTuple):
     num_train: int
     steps_per_epoch: int
     loop: str  # "scan" or "step"
+    devices: Devices | None = None  # data parallel over a mesh (`core.training.devices`); None: one device
 
 
 def choose_loop(requested: str, model: Model, backend: str) -> str:
@@ -93,12 +95,13 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
     if steps < 1:
         raise ConfigError(f"data.batch_size ({batch_size}) leaves no whole batch per epoch with {sampling.kind} sampling "
                           f"of {num_train} examples")
+    devices = resolve(cfg.trainer.devices, batch_size)
     model = model_for(cfg, data)
     optimizer = build_optimizer(cfg.optimizer, steps, cfg.trainer.epochs)
     # a hidden state carried from batch to batch starts afresh with each epoch
     train_step = make_train_step(model, loss, optimizer, cfg.loss.l2_penalty,
                                  reset_every=steps if sampling.carries_state else None,
-                                 partial_batches=sampling.keeps_partial_batch(num_train, batch_size))
+                                 partial_batches=sampling.keeps_partial_batch(num_train, batch_size), devices=devices)
     eval_metrics = eval_metrics or default_metrics(loss, language_model=bool(data.meta.get("language_model")))
     eval_fn = make_eval_fn(model, eval_metrics)
 
@@ -106,7 +109,7 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
         return epoch_order(sampling, key, epoch, num_train, batch_size)
 
     return Setup(cfg, model, optimizer, loss, train_step, order, eval_fn, tuple(eval_metrics), batch_size, num_train, steps,
-                 choose_loop(cfg.trainer.loop, model, jax.default_backend()))
+                 choose_loop(cfg.trainer.loop, model, jax.default_backend()), devices)
 
 
 def start_state(setup: Setup, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:

@@ -16,6 +16,7 @@ import optax
 from ..nn.combinators import reset_carries
 from ..nn.losses import Loss, Metric
 from ..nn.params import l2_of_weights
+from .devices import Devices, shard_batch
 from .state import Arrays, TrainState, take
 
 Metrics = dict[str, jax.Array]
@@ -23,7 +24,7 @@ Metrics = dict[str, jax.Array]
 
 def make_train_step(
     model, loss: Loss, optimizer: optax.GradientTransformation, l2_penalty: float = 0.0, reset_every: int | None = None,
-    partial_batches: bool = False,
+    partial_batches: bool = False, devices: Devices | None = None,
 ) -> Callable[[TrainState, Arrays, jax.Array], tuple[TrainState, Metrics]]:
     """`train_step(state, batch, key) -> (state, {"loss", "finite", ["acc"]})` on one batch.
 
@@ -33,7 +34,8 @@ def make_train_step(
     `loss + lambd * l2_penalty(w)`). With `reset_every` (the steps of an epoch), hidden states
     carried from batch to batch (`core.nn.combinators.recurrent`) start from zero at every
     epoch's first step. With `partial_batches`, the padding of an epoch's last, partial batch
-    (`batch.m` False) counts for nothing: the mean is over its real examples.
+    (`batch.m` False) counts for nothing: the mean is over its real examples. With `devices`,
+    the batch is split over the devices of a mesh (`core.training.devices`).
     """
 
     def mean(per_example, batch: Arrays):
@@ -53,6 +55,7 @@ def make_train_step(
         return data_loss(out, batch) + penalty, (out, model_state)
 
     def train_step(state: TrainState, batch: Arrays, key: jax.Array):
+        batch = shard_batch(batch, devices)
         model_state = state.model_state
         if reset_every:
             model_state = reset_carries(model_state, state.step % reset_every == 0)

@@ -11,15 +11,17 @@ from ..data import Dataset
 from ..nn.params import weight_norm, weights
 
 
-def epoch_row(epoch: int, batch_metrics: dict[str, np.ndarray], eval_metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
+def epoch_row(epoch: int, batch_metrics: dict[str, np.ndarray], eval_metrics: dict[str, Any], seconds: float,
+              examples: int) -> dict[str, Any]:
     """One line of metrics.csv: train metrics averaged over the epoch's batches (and, for a
     language model, the perplexity), then each evaluated split's metrics (`val/loss`, ...),
-    then the epoch's training seconds."""
+    the examples trained on so far, and the epoch's training seconds."""
     row: dict[str, Any] = {"epoch": epoch}
     row |= {f"train/{k}": float(np.mean(batch_metrics[k])) for k in ("loss", "acc") if k in batch_metrics}
     if any(k.endswith("/ppl") for k in eval_metrics) and "train/loss" in row:
         row["train/ppl"] = float(np.exp(row["train/loss"]))  # exp of the epoch's mean cross-entropy per token
     row |= {k: float(v) for k, v in eval_metrics.items()}
+    row["examples"] = examples
     row["seconds"] = seconds
     return row
 

@@ -9,6 +9,8 @@ root key and evaluation metrics.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,8 +23,10 @@ from ..errors import ConfigError
 from ..nn.losses import Metric
 from ..report import outputs
 from ..report.progress import Reporter, make_reporter
+from .devices import is_primary
 from .inference import after_training
 from .loop import StopFlag, run_epochs, start_trial
+from .optimizers import learning_rates
 from .program import single_program
 from .setup import Setup, build_setup, eval_splits, train_arrays
 from .state import Arrays, TrainState
@@ -48,6 +52,7 @@ def train(
     key: jax.Array | None = None,
     eval_metrics: dict[str, Metric] | None = None,
     splits: dict[str, Arrays] | None = None,
+    primary: bool | None = None,
 ) -> Result:
     """Train as `cfg` says, writing config.yaml, metrics.csv (every few seconds), checkpoints
     (every `trainer.checkpoint_every` epochs), summary.json and curves.png into `run_dir`.
@@ -62,6 +67,8 @@ def train(
         key: the run's root key (default `PRNGKey(cfg.seed)`).
         eval_metrics, splits: what is evaluated after each epoch, on which splits (default:
             the loss, and accuracy for classifiers, on `val`).
+        primary: whether this process writes `run_dir` (default: it is process 0). The other
+            processes of a run over several machines train in a scratch directory, removed after.
 
     Raises:
         TrainingDiverged: a non-finite loss or gradient.
@@ -69,6 +76,13 @@ def train(
         ConfigError: a batch larger than the training set.
     """
     run_dir = Path(run_dir)
+    if not (primary if primary is not None else is_primary()):  # another process of a run over several: train alike, keep nothing
+        with tempfile.TemporaryDirectory(prefix="dlrun-process-") as scratch:
+            if resume and (run_dir / "checkpoints").is_dir():  # process 0's, on a shared file system
+                shutil.copytree(run_dir / "checkpoints", Path(scratch) / "checkpoints")
+            return train(cfg, Path(scratch) / "run", data=data, resume=resume, stop_epoch=stop_epoch, plot=False,
+                         reporter=make_reporter("none", cfg.trainer.epochs, cfg.name), key=key,
+                         eval_metrics=eval_metrics, splits=splits, primary=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     with outputs.RunLock(run_dir):
         t_start = time.perf_counter()
@@ -77,7 +91,7 @@ def train(
         setup = build_setup(cfg, data, eval_metrics)
         key = key if key is not None else jax.random.PRNGKey(cfg.seed)
         trial = start_trial(cfg, run_dir, setup, key, resume)
-        state = jax.device_put(trial.state)
+        state = setup.devices.put(trial.state) if setup.devices else jax.device_put(trial.state)
         program = single_program(setup, state, trial.keys, train_arrays(data), eval_splits(data, splits))
         reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
         last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
@@ -88,6 +102,9 @@ def train(
         finally:
             reporter.close()
             trial.finish(plot)
+        if plot and cfg.optimizer.schedule.name != "constant":
+            outputs.plot_schedule(run_dir / "schedule.png", learning_rates(cfg, setup.steps_per_epoch),
+                                  setup.steps_per_epoch, title=f"{cfg.name}: {cfg.optimizer.schedule.name} schedule")
         extra = after_training(setup, state, data, run_dir if plot else None)
         summary = make_summary(trial.rows, state.params, data, wall_seconds=time.perf_counter() - t_start,
                                compile_seconds=program.compile_seconds, loop=program.label, **extra)
@@ -114,7 +131,7 @@ def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
     if "trainer.epochs" in changed:
         if cfg.trainer.epochs < saved.trainer.epochs:
             unsafe.append("trainer.epochs (fewer than before)")
-        if cfg.optimizer.schedule.name == "cosine":
+        if cfg.optimizer.schedule.name == "cosine" and cfg.optimizer.schedule.length is None:
             unsafe.append("trainer.epochs (the cosine schedule's length depends on it)")
     if unsafe:
         raise ConfigError(
