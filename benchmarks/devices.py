@@ -30,7 +30,8 @@ def worker(args) -> None:
     from dlrun.core.training.train import train
 
     overrides = [f"trainer.devices={args.count}", f"data.batch_size={args.per_device_batch * args.count}",
-                 f"trainer.epochs={args.epochs + 1}", "trainer.progress=none", "trainer.checkpoint_every=0"]
+                 f"trainer.epochs={args.epochs + 1}", "trainer.progress=none", "trainer.checkpoint_every=0",
+                 *args.set]
     if args.num_train:
         overrides.append(f"data.num_train={args.num_train}")
     cfg = load_config(ROOT / "configs" / args.config, overrides)
@@ -53,6 +54,8 @@ def child(args, count: int) -> dict:
             str(args.epochs), "--per-device-batch", str(args.per_device_batch)]
     if args.num_train:
         argv += ["--num-train", str(args.num_train)]
+    for item in args.set:
+        argv += ["--set", item]
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=3600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -68,6 +71,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs, after one warm-up epoch")
     parser.add_argument("--num-train", type=int, default=2048, help="training images (0: all 60000)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], help="a config override for every run, KEY=VALUE")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -89,6 +94,8 @@ def main() -> None:
         eps = statistics.median(r["examples_per_second"] for r in runs[c])
         spe = statistics.median(r["seconds_per_epoch"] for r in runs[c])
         print(f"{c:>7} {runs[c][0]['batch']:>6} {spe:>9.3f} {eps:>11.1f} {eps / base:>8.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"config": args.config, "backend": args.backend, "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":

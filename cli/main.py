@@ -12,9 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlrun.cli import reproduce as reproduce_commands
 from dlrun.cli import sweep as sweep_commands
 from dlrun.cli.errors import fail, guarded
-from dlrun.core.config import header_comment, load_config, to_yaml
+from dlrun.core.config import ConfigError, header_comment, load_config, to_yaml
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -148,7 +149,23 @@ def list_configs(
     for path in paths:
         lines = header_comment(path)
         what = lines[0] if lines else "(no description comment)"
-        typer.echo(f"{str(path.relative_to(directory)):<{width}}  {what}")
+        typer.echo(f"{str(path.relative_to(directory)):<{width}}  {_book_column(path):<32}  {what}")
+
+
+def _book_column(path: Path) -> str:
+    """`4.6 val/acc 0.837-0.861`: what the book reports for a config, for `dlrun list`."""
+    from dlrun.core.sweep.spec import is_sweep_file
+
+    if is_sweep_file(path):
+        return "(sweep)"
+    try:
+        book = load_config(path).book
+    except ConfigError as err:
+        return f"(invalid: {str(err).splitlines()[0][:60]})"
+    if book is None:
+        return ""
+    low, high = book.reported
+    return f"{book.section} {book.metric} {low:g}" + ("" if low == high else f"-{high:g}")
 
 
 @app.command()
@@ -265,6 +282,7 @@ def predict(
 
 app.command()(sweep_commands.sweep)
 app.command()(sweep_commands.compare)
+app.command()(reproduce_commands.reproduce)
 
 
 def main() -> None:  # pragma: no cover - console entry point

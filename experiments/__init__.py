@@ -34,19 +34,20 @@ from . import (
 class Experiment(NamedTuple):
     run: Callable[[Config, Path, str], dict[str, Any]]
     options: type[BaseModel]  # the keys beside `experiment.name`, validated before anything is written
+    metrics: tuple[str, ...] = ()  # summary.json's numbers that a config's `book.metric` may name
 
 
 EXPERIMENTS: dict[str, Experiment] = {
     "polynomial_degrees": Experiment(polynomial.run, polynomial.DegreeOptions),
     "initialization": Experiment(initialization.run, initialization.InitOptions),
     "distribution_shift": Experiment(distribution_shift.run, distribution_shift.DistributionShiftOptions),
-    "kaggle_house": Experiment(kaggle_house.run, kaggle_house.KaggleHouseOptions),
-    "conv_kernel": Experiment(conv_kernel.run, conv_kernel.ConvKernelOptions),
-    "sine": Experiment(sequence.run, sequence.SequenceOptions),
+    "kaggle_house": Experiment(kaggle_house.run, kaggle_house.KaggleHouseOptions, ("val/log_rmse", "train/log_rmse")),
+    "conv_kernel": Experiment(conv_kernel.run, conv_kernel.ConvKernelOptions, ("loss", "max_abs_error")),
+    "sine": Experiment(sequence.run, sequence.SequenceOptions, ("train/loss", "val/loss")),
     "corpus_stats": Experiment(corpus_stats.run, corpus_stats.CorpusStatsOptions),
-    "nadaraya_watson": Experiment(attention.run_nadaraya_watson, attention.NadarayaWatsonOptions),
+    "nadaraya_watson": Experiment(attention.run_nadaraya_watson, attention.NadarayaWatsonOptions, ("loss", "w")),
     "positional_encoding": Experiment(attention.run_positional_encoding, attention.PositionalEncodingOptions),
-    "optimization_toys": Experiment(optimization.run, optimization.OptimizationToysOptions),
+    "optimization_toys": Experiment(optimization.run, optimization.OptimizationToysOptions, ("max_difference",)),
 }
 
 
@@ -62,8 +63,12 @@ def experiment_for(cfg: Config, source: str = "config") -> Experiment | None:
     if name not in EXPERIMENTS:
         valid = ", ".join(["train", *sorted(EXPERIMENTS)])
         raise ConfigError(f"{source}: experiment.name: unknown experiment '{name}'; expected one of: {valid}")
-    validate_options(EXPERIMENTS[name].options, cfg, source)
-    return EXPERIMENTS[name]
+    experiment = EXPERIMENTS[name]
+    validate_options(experiment.options, cfg, source)
+    if cfg.book is not None and cfg.book.metric not in experiment.metrics:
+        reports = ", ".join(experiment.metrics) or "no number a book result could name"
+        raise ConfigError(f"{source}: book.metric: experiment '{name}' never reports {cfg.book.metric!r}; it reports {reports}")
+    return experiment
 
 
 def run_config(cfg: Config, run_dir: str | Path, *, resume: bool = False, source: str = "config",
@@ -98,3 +103,34 @@ def run_trial(cfg: Config, run_dir: Path, stop_epoch: int | None, plot: bool = F
     experiment = experiment_for(cfg)
     return run_config(cfg, run_dir, resume=experiment is None, stop_epoch=stop_epoch, plot=plot,
                       reporter=make_reporter("none", 0, cfg.name), source=str(run_dir / "config.yaml"))
+
+
+class ReproductionTask(NamedTuple):
+    """One config of `dlrun reproduce` (picklable: it travels to worker processes and Ray)."""
+
+    config: str
+    run_dir: str
+    overrides: tuple[str, ...]
+
+
+def run_reproduction(task: ReproductionTask) -> dict[str, Any]:
+    """Run one config of a reproduction into its directory. A failure is recorded in the result,
+    so that the other configs go on; an interruption (Ctrl-C) stops the whole report."""
+    import time
+
+    from dlrun.core.config import load_config
+    from dlrun.core.errors import TrainingInterrupted
+    from dlrun.core.report.progress import make_reporter
+
+    t0 = time.perf_counter()
+    try:
+        cfg = load_config(task.config, list(task.overrides))
+        summary = run_config(cfg, task.run_dir, source=task.config, plot=True,
+                             reporter=make_reporter("none", cfg.trainer.epochs, cfg.name))
+        numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        return {"status": "done", "summary": numbers, "seconds": time.perf_counter() - t0, "error": ""}
+    except TrainingInterrupted:
+        raise
+    except Exception as err:  # noqa: BLE001 - one config's failure must not stop the others
+        return {"status": "failed", "summary": {}, "seconds": time.perf_counter() - t0,
+                "error": f"{type(err).__name__}: {err}".strip()[:2000]}

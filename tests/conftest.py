@@ -1,12 +1,16 @@
 """Shared fixtures. Tests never download: DLRUN_OFFLINE is set for the whole session."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ["DLRUN_OFFLINE"] = "1"
+# one compilation cache for the whole session (and its subprocesses): tests that train the same
+# programs compile them once; the per-test cache directories below would otherwise hide it
+os.environ.setdefault("DLRUN_COMPILE_CACHE", tempfile.mkdtemp(prefix="dlrun-test-compile-cache-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

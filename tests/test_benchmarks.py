@@ -153,3 +153,19 @@ def test_speed_benchmark_times_a_language_model_in_tokens(tmp_path, d2l_data_dir
             assert row["tokens_per_second"] > 0 and len(row["epoch_seconds"][0]) == 10, (model, impl)
         assert ("torch" in figures[model]) == has_torch
     assert "tokens |" in result.with_suffix(".md").read_text()
+
+
+def test_devices_benchmark_runs_on_virtual_devices(tmp_path, fake_fmnist_dir):
+    """benchmarks/devices.py at a tiny size: 1 and 2 (virtual CPU) devices, the batch per device fixed."""
+    out = tmp_path / "devices.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/devices.py"), "--config", "mlp.yaml", "--devices", "1,2",
+         "--per-device-batch", "32", "--epochs", "1", "--rounds", "1", "--num-train", "256",
+         "--set", f"data.dir={fake_fmnist_dir}", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert [r[0]["batch"] for r in runs.values()] == [32, 64]
+    assert all(r[0]["examples_per_second"] > 0 for r in runs.values())
+    assert "speed-up" in proc.stdout

@@ -110,6 +110,39 @@ class ExperimentConfig(Section):
         return dict(self.model_extra or {})
 
 
+class BookResult(Section):
+    """What the book reports for this config; `dlrun reproduce` puts ours next to it."""
+
+    section: str = Field(pattern=r"^\d+(\.\d+)*$", description="the book's section, e.g. 4.6")
+    metric: str = Field(pattern=r"^[A-Za-z0-9_./-]+$", description="a key of the run's summary.json, e.g. val/acc")
+    reported: tuple[float, float] = Field(description="[low, high]: the range over the book's editions")
+    better: Literal["higher", "lower"] = "higher"
+
+    @model_validator(mode="after")
+    def _range(self) -> BookResult:
+        low, high = self.reported
+        if not low <= high:
+            raise ValueError(f"reported: low ({low}) must not exceed high ({high})")
+        return self
+
+
+# losses whose runs report accuracy (`core.nn.losses`: classify; tests/test_registries.py checks)
+CLASSIFYING_LOSSES = ("cross_entropy", "masked_cross_entropy")
+
+
+def training_metrics(cfg: Config) -> set[str]:
+    """The summary.json keys a run of the training loop reports for `cfg`."""
+    splits = ("train", "val")
+    metrics = {f"{s}/loss" for s in splits} | {"w_norm"}
+    if cfg.loss.name in CLASSIFYING_LOSSES:
+        metrics |= {f"{s}/acc" for s in splits}
+    if cfg.data.name == "time_machine":
+        metrics |= {f"{s}/ppl" for s in splits}
+    if cfg.data.name == "synthetic_regression":
+        metrics |= {"w_error", "b_error"}
+    return metrics
+
+
 class Config(Section):
     experiment: ExperimentConfig = ExperimentConfig()
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -119,6 +152,7 @@ class Config(Section):
     loss: LossConfig = LossConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     trainer: TrainerConfig = TrainerConfig()
+    book: BookResult | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -136,4 +170,13 @@ class Config(Section):
         n = getattr(self.data, "num_train", None)
         if n is not None and self.data.batch_size > n:
             raise ValueError(f"data.batch_size ({self.data.batch_size}) is larger than data.num_train ({n})")
+        return self
+
+    @model_validator(mode="after")
+    def _book_metric(self) -> Config:
+        if self.book is not None and self.experiment.name == "train":
+            reported = training_metrics(self)
+            if self.book.metric not in reported:
+                raise ValueError(f"book.metric: the run never reports {self.book.metric!r}; it reports "
+                                 f"{', '.join(sorted(reported))}")
         return self

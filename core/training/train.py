@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..nn.losses import Metric
 from ..report import outputs
 from ..report.progress import Reporter, make_reporter
+from . import compile_cache
 from .devices import is_primary
 from .inference import after_training
 from .loop import StopFlag, run_epochs, start_trial
@@ -75,6 +76,7 @@ def train(
         TrainingInterrupted: SIGINT or SIGTERM; a checkpoint was written first.
         ConfigError: a batch larger than the training set.
     """
+    compile_cache.enable()
     run_dir = Path(run_dir)
     if not (primary if primary is not None else is_primary()):  # another process of a run over several: train alike, keep nothing
         with tempfile.TemporaryDirectory(prefix="dlrun-process-") as scratch:

@@ -28,6 +28,7 @@ from ..data import DATASETS, Dataset, load_dataset
 from ..nn.params import count
 from ..report import outputs
 from ..report.progress import make_reporter
+from . import compile_cache
 from .loop import StopFlag, Trial, run_epochs, start_trial
 from .program import Program, evaluate_splits, in_order
 from .setup import Setup, build_setup, eval_splits, train_arrays
@@ -205,6 +206,7 @@ def train_group(
             different structures.
     """
     t_start = time.perf_counter()
+    compile_cache.enable()
     run_dirs = [Path(d) for d in run_dirs]
     datasets = list(datasets) if datasets is not None else load_group_data(cfgs)
     with contextlib.ExitStack() as locks:
