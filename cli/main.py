@@ -12,10 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlrun.cli import listing
 from dlrun.cli import reproduce as reproduce_commands
 from dlrun.cli import sweep as sweep_commands
 from dlrun.cli.errors import fail, guarded
-from dlrun.core.config import ConfigError, header_comment, load_config, to_yaml
+from dlrun.core.config import load_config, to_yaml
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -135,39 +136,6 @@ def show_config(config: ConfigArg, overrides: SetOpt = None) -> None:
     typer.echo(to_yaml(cfg), nl=False)
 
 
-@app.command("list")
-def list_configs(
-    directory: Annotated[Path, typer.Argument(help="Directory of configs.")] = Path("configs"),
-) -> None:
-    """List the configs in a directory, one line each with the book section they reproduce."""
-    if not directory.is_dir():
-        raise fail(f"{directory}: no such directory of configs (run from the project root or name it)", 2)
-    paths = sorted(p for p in directory.rglob("*.yaml") if p.is_file())
-    if not paths:
-        raise fail(f"{directory}: holds no .yaml configs", 2)
-    width = max(len(str(p.relative_to(directory))) for p in paths)
-    for path in paths:
-        lines = header_comment(path)
-        what = lines[0] if lines else "(no description comment)"
-        typer.echo(f"{str(path.relative_to(directory)):<{width}}  {_book_column(path):<32}  {what}")
-
-
-def _book_column(path: Path) -> str:
-    """`4.6 val/acc 0.837-0.861`: what the book reports for a config, for `dlrun list`."""
-    from dlrun.core.sweep.spec import is_sweep_file
-
-    if is_sweep_file(path):
-        return "(sweep)"
-    try:
-        book = load_config(path).book
-    except ConfigError as err:
-        return f"(invalid: {str(err).splitlines()[0][:60]})"
-    if book is None:
-        return ""
-    low, high = book.reported
-    return f"{book.section} {book.metric} {low:g}" + ("" if low == high else f"-{high:g}")
-
-
 @app.command()
 def gradcheck(
     ctx: typer.Context,
@@ -283,6 +251,8 @@ def predict(
 app.command()(sweep_commands.sweep)
 app.command()(sweep_commands.compare)
 app.command()(reproduce_commands.reproduce)
+app.command("list")(listing.list_configs)
+app.command()(listing.runs)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -66,7 +66,8 @@ def _run(core, entries, report: Path, workers: int, executor: str, address, quic
             results[entry.name] = done
             typer.echo(f"  kept    {entry.section:6s} {entry.name}")
             continue
-        overrides = tuple(core.quick_overrides(load_config(entry.path))) if quick else ()
+        quiet = ("trainer.progress=none",)  # one line per config here; the runs' own reports are in their directories
+        overrides = quiet + (tuple(core.quick_overrides(load_config(entry.path))) if quick else ())
         tasks.append(ReproductionTask(str(entry.path), str(run_dir), overrides))
     by_dir = {t.run_dir: t for t in tasks}
     names = {str(report / e.name): e for e in entries}

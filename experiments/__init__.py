@@ -72,28 +72,56 @@ def experiment_for(cfg: Config, source: str = "config") -> Experiment | None:
 
 
 def run_config(cfg: Config, run_dir: str | Path, *, resume: bool = False, source: str = "config",
-               stop_epoch: int | None = None, plot: bool = True, reporter=None) -> dict[str, Any]:
+               stop_epoch: int | None = None, plot: bool = True, reporter=None, track: bool = True) -> dict[str, Any]:
     """Run a config as it asks (the generic loop or its experiment) into `run_dir`; the summary.
+    With `track`, the run keeps its status.json current (`core.report.runs`: what `dlrun runs`
+    lists); a sweep's trials keep the sweep's own instead.
 
     Raises:
         ConfigError: an unknown experiment, or resuming or stopping early an experiment (which
             runs whole); and whatever `train` raises.
     """
+    from dlrun.core.report import outputs
+
     experiment = experiment_for(cfg, source)
+    if experiment is not None and (resume or stop_epoch is not None):
+        raise ConfigError(f"{source}: experiment '{cfg.experiment.name}' runs whole; it cannot be resumed or stopped at an epoch")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with outputs.RunLock(run_dir):
+        if not track:
+            return _run(cfg, run_dir, experiment, resume, source, stop_epoch, plot, reporter)
+        from dlrun.core.errors import TrainingDiverged, TrainingInterrupted
+        from dlrun.core.report import runs
+
+        runs.mark_started(run_dir, cfg.trainer.epochs, resume)
+        try:
+            summary = _run(cfg, run_dir, experiment, resume, source, stop_epoch, plot, reporter)
+        except TrainingInterrupted as err:
+            runs.mark(run_dir, "interrupted", error=str(err))
+            raise
+        except TrainingDiverged as err:
+            runs.mark(run_dir, "diverged", error=str(err))
+            raise
+        except BaseException as err:
+            runs.mark(run_dir, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+                      error=f"{type(err).__name__}: {err}"[:500])
+            raise
+        stopped = stop_epoch is not None and stop_epoch < cfg.trainer.epochs
+        runs.mark(run_dir, "stopped" if stopped else "done", epochs=summary.get("epochs"))
+        return summary
+
+
+def _run(cfg, run_dir: Path, experiment, resume, source, stop_epoch, plot, reporter) -> dict[str, Any]:
     if experiment is None:
         from dlrun.core.training.train import train
 
         return train(cfg, run_dir, resume=resume, stop_epoch=stop_epoch, plot=plot, reporter=reporter).summary
-    if resume or stop_epoch is not None:
-        raise ConfigError(f"{source}: experiment '{cfg.experiment.name}' runs whole; it cannot be resumed or stopped at an epoch")
     from dlrun.core.config import to_yaml
     from dlrun.core.report import outputs
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with outputs.RunLock(run_dir):
-        outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
-        return experiment.run(cfg, run_dir, source)
+    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    return experiment.run(cfg, run_dir, source)
 
 
 def run_trial(cfg: Config, run_dir: Path, stop_epoch: int | None, plot: bool = False) -> dict[str, Any]:
@@ -102,7 +130,7 @@ def run_trial(cfg: Config, run_dir: Path, stop_epoch: int | None, plot: bool = F
 
     experiment = experiment_for(cfg)
     return run_config(cfg, run_dir, resume=experiment is None, stop_epoch=stop_epoch, plot=plot,
-                      reporter=make_reporter("none", 0, cfg.name), source=str(run_dir / "config.yaml"))
+                      reporter=make_reporter("none", 0, cfg.name), source=str(run_dir / "config.yaml"), track=False)
 
 
 class ReproductionTask(NamedTuple):

@@ -66,6 +66,10 @@ def test_sigkill_then_resume_gives_the_same_metrics(tmp_path, fake_fmnist_dir, r
     proc.kill()
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    from dlrun.core.report.runs import describe
+
+    killed = describe(out)  # it could not say so: its status.json says running, but its lock is free
+    assert killed["status"] == "interrupted" and killed["resume"] == f"dlrun train --resume {out}", killed
     for _ in range(2):  # kill the resumed run too, once
         proc = subprocess.Popen(DLRUN + ["train", "--resume", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if _ == 0:

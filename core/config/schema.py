@@ -113,7 +113,7 @@ class ExperimentConfig(Section):
 class BookResult(Section):
     """What the book reports for this config; `dlrun reproduce` puts ours next to it."""
 
-    section: str = Field(pattern=r"^\d+(\.\d+)*$", description="the book's section, e.g. 4.6")
+    section: str = Field(pattern=r"^\d+(\.\d+)*$", description="in the 0.16 edition's numbering (its table of contents), e.g. 4.6")
     metric: str = Field(pattern=r"^[A-Za-z0-9_./-]+$", description="a key of the run's summary.json, e.g. val/acc")
     reported: tuple[float, float] = Field(description="[low, high]: the range over the book's editions")
     better: Literal["higher", "lower"] = "higher"

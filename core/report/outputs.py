@@ -48,24 +48,52 @@ def new_run_dir(name: str, out: str | Path | None = None, root: str | Path = "ou
 
 
 class RunLock:
-    """An exclusive lock on a run directory, so that two processes never write the same run."""
+    """An exclusive lock on a run directory, so that two processes never write the same run.
+    With `reentrant`, a lock this process already holds is entered again (the training loop
+    inside the command that runs a config); otherwise holding it already is a refusal too."""
 
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
+    _held: dict[Path, int] = {}  # this process's locks: path -> depth
+
+    def __init__(self, run_dir: Path, reentrant: bool = False):
+        self.path = (Path(run_dir) / ".lock").resolve()
         self.file = None
+        self.reentrant = reentrant
 
     def __enter__(self) -> RunLock:
+        if self.path in RunLock._held:
+            if not self.reentrant:
+                raise RunDirError(f"{self.path.parent} is in use by another dlrun process")
+            RunLock._held[self.path] += 1
+            return self
         self.file = open(self.path, "a")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.file.close()
             raise RunDirError(f"{self.path.parent} is in use by another dlrun process") from None
+        RunLock._held[self.path] = 1
         return self
 
     def __exit__(self, *exc) -> None:
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
+        RunLock._held[self.path] -= 1
+        if RunLock._held[self.path] == 0:
+            del RunLock._held[self.path]
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a process holds the run directory's lock (a run killed with SIGKILL holds none)."""
+    path = Path(run_dir) / ".lock"
+    if not path.is_file():
+        return False
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

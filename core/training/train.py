@@ -86,7 +86,7 @@ def train(
                          reporter=make_reporter("none", cfg.trainer.epochs, cfg.name), key=key,
                          eval_metrics=eval_metrics, splits=splits, primary=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with outputs.RunLock(run_dir):
+    with outputs.RunLock(run_dir, reentrant=True):  # `dlrun train` holds it already
         t_start = time.perf_counter()
         outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # first: a killed run stays resumable
         data = data if data is not None else load_dataset(cfg.data, cfg.seed)
