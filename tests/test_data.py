@@ -137,3 +137,28 @@ def test_synthetic_regression_follows_its_definition():
     again = synthetic_regression(cfg, seed=1)
     np.testing.assert_array_equal(data.x_train, again.x_train)
     assert not np.array_equal(synthetic_regression(cfg, seed=2).x_train, data.x_train)
+
+
+def test_decoded_files_are_cached_under_their_checksum(tmp_path, monkeypatch):
+    """The IDX files are parsed once: the decoded arrays are kept under the sha1 of each file's
+    bytes, so a changed file is decoded anew, and the cached arrays equal the decoded ones."""
+    from dlrun.core.config import FashionMNISTData
+    from dlrun.core.data.fashion_mnist import fashion_mnist
+
+    from .conftest import write_fake_fashion_mnist
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DLRUN_DATA_CACHE", raising=False)
+    data_dir = write_fake_fashion_mnist(tmp_path / "fm", n_train=50, n_val=20)
+    first = fashion_mnist(FashionMNISTData(dir=str(data_dir)), 0)
+    entries = sorted((tmp_path / "cache" / "dlrun" / "arrays").glob("*.npy"))
+    assert len(entries) == 4
+    again = fashion_mnist(FashionMNISTData(dir=str(data_dir)), 0)
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+    np.testing.assert_array_equal(again.y_val, first.y_val)
+    write_fake_fashion_mnist(data_dir, n_train=50, n_val=20, seed=1)  # new contents, same names
+    changed = fashion_mnist(FashionMNISTData(dir=str(data_dir)), 0)
+    assert not np.array_equal(changed.x_train, first.x_train)
+    assert len(list((tmp_path / "cache" / "dlrun" / "arrays").glob("*.npy"))) == 8
+    monkeypatch.setenv("DLRUN_DATA_CACHE", "off")
+    np.testing.assert_array_equal(fashion_mnist(FashionMNISTData(dir=str(data_dir)), 0).x_train, changed.x_train)

@@ -7,7 +7,7 @@ import numpy as np
 from ..config import FashionMNISTData
 from ..errors import DataError
 from .dataset import Dataset
-from .files import RemoteFile, find_or_fetch
+from .files import RemoteFile, cached_array, find_or_fetch
 from .idx import IDXError, read_idx
 
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -34,7 +34,7 @@ def fashion_mnist(cfg: FashionMNISTData, seed: int) -> Dataset:
     for part, (name, sha1, magic) in FASHION_MNIST_FILES.items():
         remote = RemoteFile(name, FASHION_MNIST_URL + name, sha1, sha1_of_content=True)
         path = find_or_fetch(remote, cfg.dir, (FASHION_MNIST_SYSTEM_DIR,), hint)
-        arrays[part] = _read_checked(path, magic)
+        arrays[part] = cached_array(path, lambda p, magic=magic: _read_checked(p, magic), "idx")  # parsed once
     for split in ("train", "val"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if len(images) != len(labels):

@@ -19,6 +19,9 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from ..errors import DataNotFoundError
 
@@ -121,3 +124,31 @@ def sha1_of(path: Path, of_content: bool = False) -> str:
     if of_content and path.suffix == ".gz":
         data = gzip.decompress(data)
     return hashlib.sha1(data).hexdigest()
+
+
+def cached_array(source: Path, decode: Callable[[Path], np.ndarray], kind: str) -> np.ndarray:
+    """`decode(source)`, kept as a .npy in `<cache>/arrays/` under the sha1 of the source's bytes,
+    so that a file is parsed once: a changed file has another key. DLRUN_DATA_CACHE=off turns
+    it off; a damaged entry is decoded again."""
+    if os.environ.get("DLRUN_DATA_CACHE", "").strip().lower() in ("off", "0", "false", "no"):
+        return decode(source)
+    target = cache_dir() / "arrays" / f"{source.name}.{kind}.{sha1_of(source)}.npy"
+    if target.is_file():
+        try:
+            return np.load(target, allow_pickle=False)
+        except (OSError, ValueError):
+            pass
+    array = decode(source)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass  # a read-only cache: decoding each time is slower, not wrong
+    return array

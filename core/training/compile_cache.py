@@ -3,7 +3,7 @@ compiled programs from disk instead of compiling them again.
 
 The cache lives in `<user cache>/dlrun/jax` (`$XDG_CACHE_HOME`, else `~/.cache`), or in
 `$DLRUN_COMPILE_CACHE`; `DLRUN_COMPILE_CACHE=off` turns it off. Only programs that took at least
-`MIN_COMPILE_SECONDS` to compile are kept, so that tiny ones do not fill the disk. The cached
+`MIN_COMPILE_SECONDS` to compile are kept (all of them: the many small programs of a short run add up to a second). The cached
 program is the one XLA compiled, so results do not change (tests/test_compile_cache.py).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-MIN_COMPILE_SECONDS = 0.5
+MIN_COMPILE_SECONDS = 0.0
 _OFF = ("off", "0", "false", "no", "")
 
 
