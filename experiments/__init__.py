@@ -86,7 +86,13 @@ def run_config(cfg: Config, run_dir: str | Path, *, resume: bool = False, source
     experiment = experiment_for(cfg, source)
     if experiment is not None and (resume or stop_epoch is not None):
         raise ConfigError(f"{source}: experiment '{cfg.experiment.name}' runs whole; it cannot be resumed or stopped at an epoch")
+    from dlrun.core.training.devices import is_primary
+
     run_dir = Path(run_dir)
+    if not is_primary():  # another process of a run over several machines: process 0 writes run_dir
+        if experiment is not None:
+            raise ConfigError(f"{source}: experiment '{cfg.experiment.name}' runs in one process; start it without --coordinator")
+        return _run(cfg, run_dir, experiment, resume, source, stop_epoch, plot, reporter)
     run_dir.mkdir(parents=True, exist_ok=True)
     with outputs.RunLock(run_dir):
         if not track:

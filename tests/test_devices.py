@@ -109,7 +109,11 @@ def test_two_processes_on_localhost_equal_one(tmp_path, fake_fmnist_dir):
     procs = [subprocess.Popen([*dlrun, "--out", str(tmp_path / "multi"), "--set", "trainer.devices=all"],
                               env=env | {"DLRUN_PROCESS_ID": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for i in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
+    try:
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:  # a process whose peer died waits for it forever: never leave one behind
+        for p in procs:
+            p.kill()
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     cols = ["train/loss", "train/acc", "val/loss", "val/acc"]
