@@ -110,9 +110,67 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
     return _deep_merge(_read_with_bases(base_path, chain + (path.resolve(),)), raw)
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of YAML; more is a mistake (or /dev/zero)
+MAX_CONFIG_VALUES = 100_000  # what a document may expand to, aliases included ("billion laughs")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges; later keys override it
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error says so
+                break
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise DuplicateKeyError(f"the key {key!r} appears twice in one mapping, at lines {first} and {line}")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+def _count_values(raw: Any, budget: int) -> int:
+    """How many values `raw` holds once its shared (aliased) parts are expanded, counted up to
+    `budget + 1` without expanding anything."""
+    count, stack = 0, [raw]
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            count += len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, refusing what is not a regular file (a FIFO or device never ends) and
+    anything larger than a config can be."""
+    import stat
+
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: is not a regular file (a device, FIFO or socket); expected a YAML config file")
+    with open(path, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config file is a page of YAML")
+    return data.decode("utf-8")
+
+
 def read_yaml_mapping(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except IsADirectoryError:
@@ -122,11 +180,16 @@ def read_yaml_mapping(path: Path) -> dict:
     except OSError as err:
         raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: is not valid YAML: {_one_line(err)}") from None
     except RecursionError:
         raise ConfigError(f"{path}: is nested too deeply to be a config") from None
+    if _count_values(raw, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError(f"{path}: expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases repeated inside "
+                          "each other?); a config is far smaller")
     if raw is None:
         raise ConfigError(f"{path}: is empty; expected a YAML mapping with sections such as model and optimizer")
     if not isinstance(raw, dict):

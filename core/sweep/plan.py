@@ -112,11 +112,13 @@ def write_status(run_dir: Path, status: str, **fields: Any) -> None:
 
 def checkpoint_epoch(run_dir: Path) -> int | None:
     """Epochs done by the newest checkpoint; None if it stopped inside an epoch."""
-    names = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch_*") if p.is_dir()) if (run_dir / "checkpoints").is_dir() else []
-    if not names:
+    from ..training.checkpoint import list_checkpoints, position_of
+
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
         return 0
-    epoch, _, batch = names[-1].removeprefix("epoch_").partition("_b")
-    return None if batch else int(epoch)
+    epoch, batch = position_of(found[-1])
+    return None if batch else epoch
 
 
 def reset_trial(run_dir: Path) -> None:

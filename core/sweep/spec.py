@@ -187,10 +187,10 @@ def read_spec(path: str | Path) -> tuple[SweepSpec, Path]:
 def is_sweep_file(path: str | Path) -> bool:
     """A sweep file has `parameters:` or `cases:`; anything else is a config."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        raw = read_yaml_mapping(Path(path))
+    except (ConfigError, OSError):
         return False
-    return isinstance(raw, dict) and ("parameters" in raw or "cases" in raw)
+    return "parameters" in raw or "cases" in raw
 
 
 def axes(spec: SweepSpec, source: str) -> dict[str, list[Any] | Distribution]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -88,11 +89,22 @@ def save(
     return target
 
 
+_NAME = re.compile(r"^epoch_(\d+)(?:_b(\d+))?$")
+
+
+def position_of(path: Path) -> tuple[int, int] | None:
+    """(epoch, batch) from a checkpoint's name, `epoch_0003` or `epoch_0003_b00012`; None otherwise."""
+    match = _NAME.match(path.name)
+    return (int(match[1]), int(match[2] or 0)) if match else None
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
-    """Finished checkpoints, oldest first (temporary directories start with '.')."""
+    """Finished checkpoints, oldest first, ordered by their numbers (past epoch 9999 the names
+    no longer sort; temporary directories start with '.')."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith("epoch_"))
+    found = [p for p in directory.iterdir() if p.is_dir() and position_of(p) is not None]
+    return sorted(found, key=position_of)
 
 
 def load_latest(directory: Path, template_state: Any) -> Checkpoint:
