@@ -32,9 +32,10 @@ def test_sections_and_chapters_select_by_whole_numbers():
     assert not matches("40.1", "4") and not matches("4.60", "4.6") and not matches("4", "4.6")
 
 
-def write_config(directory, name, section, metric="val/loss", reported=(0.1, 0.2), better="lower", extra=""):
+def write_config(directory, name, section, metric="val/loss", reported=(0.1, 0.2), better="lower", extra="",
+                 data="{name: synthetic_regression, batch_size: 10}"):
     path = directory / f"{name}.yaml"
-    path.write_text(f"# {name}: what it is\nname: {name}\ndata: {{name: synthetic_regression, batch_size: 10}}\n"
+    path.write_text(f"# {name}: what it is\nname: {name}\ndata: {data}\n"
                     "model: {name: linear_regression}\nloss: {name: squared_error}\n"
                     f"book: {{section: '{section}', metric: {metric}, reported: {list(reported)}, better: {better}}}\n{extra}")
     return path
@@ -123,7 +124,7 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path):
     configs = tmp_path / "configs"
     configs.mkdir()
     write_config(configs, "good", "3.2", reported=(0.0, 100.0), extra="trainer: {epochs: 1}\n")
-    write_config(configs, "bad", "3.3", extra="trainer: {epochs: 1}\ndata: {name: csv, file: missing.csv}\n")
+    write_config(configs, "bad", "3.3", extra="trainer: {epochs: 1}\n", data="{name: csv, file: missing.csv}")
     result = CliRunner().invoke(app, ["reproduce", "--out", str(tmp_path / "r"), "--configs", str(configs)])
     assert result.exit_code == 1 and "bad (failed)" in result.output
     table = pd.read_csv(tmp_path / "r" / "reproduction.csv").set_index("config")
