@@ -81,3 +81,102 @@ def test_checkpoints_are_ordered_by_their_numbers(tmp_path):
         (tmp_path / name).mkdir()
     assert [p.name for p in list_checkpoints(tmp_path)] == [
         "epoch_0007_b00012", "epoch_5000", "epoch_9999", "epoch_10002", "epoch_10002_b00005"]
+
+
+# ------------------------------------------------------------------ damaged checkpoints
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+from hypothesis import HealthCheck  # noqa: E402
+
+from dlrun.core.errors import CheckpointError  # noqa: E402
+from dlrun.core.training import checkpoint  # noqa: E402
+
+CONFIGS = __import__("tests.conftest", fromlist=["CONFIGS"]).CONFIGS
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A linear regression run of 3 epochs that kept all 3 checkpoints, and its template state."""
+    from dlrun.core.training.setup import build_setup, start_state
+    from dlrun.core.training.train import train
+
+    run = tmp_path_factory.mktemp("ckpt") / "run"
+    cfg = load_config(CONFIGS / "linreg.yaml", ["trainer.epochs=3", "trainer.keep_checkpoints=3", "trainer.progress=none"])
+    result = train(cfg, run, plot=False)
+    template, _ = start_state(build_setup(cfg, __import__("dlrun.core.data", fromlist=["load_dataset"]).load_dataset(cfg.data, 0)),
+                              __import__("jax").random.PRNGKey(0))
+    return run, template, result.rows
+
+
+def damaged_copy(run, tmp_path, how):
+    copy = tmp_path / "run"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(run, copy)
+    newest = checkpoint.list_checkpoints(copy / "checkpoints")[-1]
+    how(newest)
+    return copy
+
+
+META_DAMAGE = [
+    lambda m: [1, 2, 3],
+    lambda m: {k: v for k, v in m.items() if k != "rows"},
+    lambda m: {**m, "epoch": -4},
+    lambda m: {**m, "epoch": "3"},
+    lambda m: {**m, "num_state_arrays": m["num_state_arrays"] + 1},
+    lambda m: {**m, "rows": m["rows"][:1]},
+    lambda m: {**m, "format": 99},
+]
+
+
+@pytest.mark.parametrize("damage", range(len(META_DAMAGE)))
+def test_a_damaged_meta_json_falls_back_to_the_previous_checkpoint(finished_run, tmp_path, damage):
+    run, template, rows = finished_run
+
+    def how(path):
+        meta = json.loads((path / "meta.json").read_text())
+        (path / "meta.json").write_text(json.dumps(META_DAMAGE[damage](meta)))
+
+    copy = damaged_copy(run, tmp_path, how)
+    with pytest.raises(CheckpointError, match="meta.json"):
+        checkpoint.load(checkpoint.list_checkpoints(copy / "checkpoints")[-1], template)
+    heard = []
+    ckpt = checkpoint.load_latest(copy / "checkpoints", template, warn=heard.append)
+    assert ckpt.position.epoch == 2 and ckpt.rows == rows[:2]
+    assert len(heard) == 1 and "epoch_0003" in heard[0]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(min_value=0.0, max_value=0.999), flips=st.lists(st.integers(min_value=0), min_size=1, max_size=3))
+def test_truncated_or_flipped_arrays_are_found(finished_run, tmp_path, cut, flips):
+    """Any truncation of arrays.npz, or any flipped byte, is a CheckpointError, never a
+    traceback or a silently different state; resuming falls back to the checkpoint before."""
+    run, template, _ = finished_run
+    for mode in ("truncate", "flip"):
+        def how(path, mode=mode):
+            data = bytearray((path / "arrays.npz").read_bytes())
+            if mode == "truncate":
+                data = data[: int(cut * len(data))]
+            else:
+                for offset in {f % len(data) for f in flips}:  # each byte once: twice would undo it
+                    data[offset] ^= 0xFF
+            (path / "arrays.npz").write_bytes(bytes(data))
+
+        copy = damaged_copy(run, tmp_path, how)
+        with pytest.raises(CheckpointError, match="arrays.npz"):
+            checkpoint.load(checkpoint.list_checkpoints(copy / "checkpoints")[-1], template)
+        assert checkpoint.load_latest(copy / "checkpoints", template, warn=lambda m: None).position.epoch == 2
+
+
+def test_no_good_checkpoint_says_so_and_temporary_ones_are_cleaned(finished_run, tmp_path):
+    run, template, _ = finished_run
+    copy = damaged_copy(run, tmp_path, lambda p: None)
+    for path in checkpoint.list_checkpoints(copy / "checkpoints"):
+        (path / "arrays.npz").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="no good checkpoint to resume from"):
+        checkpoint.load_latest(copy / "checkpoints", template)
+    (copy / "checkpoints" / ".epoch_0009.abc123").mkdir()  # left by a run killed while writing
+    checkpoint.remove_temporary(copy / "checkpoints")
+    assert not list((copy / "checkpoints").glob(".epoch_*"))

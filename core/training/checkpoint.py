@@ -70,12 +70,14 @@ def save(
         "partial": partial,
         "config": config_yaml,
     }
+    remove_temporary(directory)  # left by a run killed while it wrote one
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
     try:
         with open(tmp / "arrays.npz", "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        meta["sha256"] = _sha256(tmp / "arrays.npz")  # a flipped bit is found on loading
         (tmp / "meta.json").write_text(json.dumps(meta))
         target = directory / name
         if target.exists():
@@ -107,23 +109,85 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(found, key=position_of)
 
 
-def load_latest(directory: Path, template_state: Any) -> Checkpoint:
-    """Load the newest checkpoint in `directory` onto the structure of `template_state`."""
+def remove_temporary(directory: Path) -> None:
+    """Delete the temporary directories of checkpoints whose writing never finished."""
+    if directory.is_dir():
+        for p in directory.glob(".epoch_*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def load_latest(directory: Path, template_state: Any, warn=None) -> Checkpoint:
+    """Load the newest good checkpoint in `directory` onto the structure of `template_state`. A
+    damaged one is skipped for the one before it, and `warn(message)` hears which and why.
+
+    Raises:
+        CheckpointError: no checkpoint, or none that is whole (the message lists each problem).
+    """
     found = list_checkpoints(directory)
     if not found:
         raise CheckpointError(f"{directory}: no checkpoint to resume from")
-    return load(found[-1], template_state)
+    problems = []
+    for path in reversed(found):
+        try:
+            checkpoint = load(path, template_state)
+        except CheckpointError as err:
+            problems.append(str(err))
+            continue
+        if problems and warn is not None:
+            warn(f"skipped {len(problems)} damaged checkpoint(s), resuming from {path.name}: " + "; ".join(problems))
+        return checkpoint
+    raise CheckpointError(f"{directory}: no good checkpoint to resume from: " + "; ".join(problems))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# meta.json's keys and the types they must have
+_META = {"format": int, "epoch": int, "batch": int, "num_state_arrays": int, "rows": list, "partial": list, "config": str}
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path / 'meta.json'}: unreadable ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path / 'meta.json'}: expected a JSON object, found {type(meta).__name__}")
+    for key, kind in _META.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise CheckpointError(f"{path / 'meta.json'}: {key}: expected {kind.__name__}, found {meta.get(key)!r:.60}")
+    if meta["format"] != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {meta['format']}, expected {FORMAT}")
+    if (meta["epoch"], meta["batch"]) != position_of(path) or len(meta["rows"]) != meta["epoch"]:
+        raise CheckpointError(f"{path / 'meta.json'}: says epoch {meta['epoch']}, batch {meta['batch']} with "
+                              f"{len(meta['rows'])} metric rows, which does not fit its name {path.name}")
+    if not all(isinstance(r, dict) for r in meta["rows"] + meta["partial"]):
+        raise CheckpointError(f"{path / 'meta.json'}: rows: expected one object per epoch")
+    return meta
 
 
 def load(path: Path, template_state: Any) -> Checkpoint:
+    """One checkpoint, every part of it checked: meta.json's keys and types, the arrays' checksum,
+    shapes and dtypes.
+
+    Raises:
+        CheckpointError: anything damaged, missing or not fitting the config.
+    """
+    meta = _read_meta(path)
+    if "sha256" in meta and (not (path / "arrays.npz").is_file() or _sha256(path / "arrays.npz") != meta["sha256"]):
+        raise CheckpointError(f"{path / 'arrays.npz'}: damaged (its checksum differs from the one in meta.json)")
     try:
-        meta = json.loads((path / "meta.json").read_text())
         with np.load(path / "arrays.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({err})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {meta.get('format')}, expected {FORMAT}")
+    except Exception as err:  # noqa: BLE001 - a truncated or garbled file fails in zipfile, zlib or numpy
+        raise CheckpointError(f"{path / 'arrays.npz'}: unreadable ({type(err).__name__}: {err})") from None
     leaves, treedef = jax.tree_util.tree_flatten(template_state)
     if meta["num_state_arrays"] != len(leaves):
         raise CheckpointError(
@@ -131,6 +195,8 @@ def load(path: Path, template_state: Any) -> Checkpoint:
         )
     restored = []
     for i, leaf in enumerate(leaves):
+        if f"state_{i:04d}" not in arrays:
+            raise CheckpointError(f"{path / 'arrays.npz'}: state array {i} is missing")
         saved = arrays[f"state_{i:04d}"]
         if saved.shape != np.shape(leaf) or saved.dtype != np.asarray(leaf).dtype:
             raise CheckpointError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,11 +70,16 @@ def start_trial(cfg: Config, run_dir: Path, setup: Setup, key, resume: bool) -> 
     (a run stopped before its first checkpoint starts over)."""
     state, keys = start_state(setup, key)
     trial = Trial(cfg, run_dir, state, keys)
+    checkpoint.remove_temporary(run_dir / "checkpoints")  # a killed run's unfinished checkpoint
     if resume and checkpoint.list_checkpoints(run_dir / "checkpoints"):
-        ckpt = checkpoint.load_latest(run_dir / "checkpoints", state)
+        ckpt = checkpoint.load_latest(run_dir / "checkpoints", state, warn=_warn)
         trial.state, trial.keys = ckpt.state, {k: np.asarray(v) for k, v in ckpt.keys.items()}
         trial.rows, trial.position, trial.partial = list(ckpt.rows), ckpt.position, list(ckpt.partial)
     return trial
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def divergence_message(trial: Trial, epoch: int, batch: int, steps_per_epoch: int) -> str:
