@@ -180,3 +180,25 @@ def test_no_good_checkpoint_says_so_and_temporary_ones_are_cleaned(finished_run,
     (copy / "checkpoints" / ".epoch_0009.abc123").mkdir()  # left by a run killed while writing
     checkpoint.remove_temporary(copy / "checkpoints")
     assert not list((copy / "checkpoints").glob(".epoch_*"))
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_run_files_follow_the_umask(tmp_path, mask):
+    """Run directories are shared: files are 0666 and directories 0777 less the umask, not the
+    0600/0700 of the temporary files they are written through."""
+    import stat
+
+    from dlrun.core.training.train import train
+
+    previous = os.umask(mask)
+    try:
+        cfg = load_config(CONFIGS / "linreg.yaml", ["trainer.epochs=1", "trainer.progress=none"])
+        train(cfg, tmp_path / "run", plot=False)
+    finally:
+        os.umask(previous)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.csv", "summary.json"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == 0o666 & ~mask, name
+    (ckpt,) = checkpoint.list_checkpoints(run / "checkpoints")
+    assert stat.S_IMODE(ckpt.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((ckpt / "arrays.npz").stat().st_mode) == 0o666 & ~mask

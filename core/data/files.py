@@ -97,6 +97,7 @@ def download(remote: RemoteFile, into: Path, timeout: float = 60) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         if remote.member:
             return extract(Path(tmp), remote.member, target)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
         return target
     finally:
@@ -110,6 +111,7 @@ def extract(archive: Path, member: str, target: Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, zipfile.ZipFile(archive) as zf, zf.open(member) as src:
             shutil.copyfileobj(src, out)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
         return target
     except KeyError as err:
@@ -145,6 +147,7 @@ def cached_array(source: Path, decode: Callable[[Path], np.ndarray], kind: str) 
         try:
             with os.fdopen(fd, "wb") as f:
                 np.save(f, array, allow_pickle=False)
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -152,3 +155,9 @@ def cached_array(source: Path, decode: Callable[[Path], np.ndarray], kind: str) 
     except OSError:
         pass  # a read-only cache: decoding each time is slower, not wrong
     return array
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

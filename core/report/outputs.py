@@ -96,6 +96,19 @@ def is_locked(run_dir: Path) -> bool:
         return False
 
 
+def umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shareable(path: str | Path, directory: bool = False) -> None:
+    """Give a file made by `tempfile` (0600; a directory 0700) the mode the umask allows, as any
+    other file would have: run directories are shared."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask())
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -104,6 +117,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        shareable(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from ..errors import CheckpointError
+from ..report.outputs import shareable
 
 FORMAT = 1
 
@@ -79,6 +80,7 @@ def save(
             os.fsync(f.fileno())
         meta["sha256"] = _sha256(tmp / "arrays.npz")  # a flipped bit is found on loading
         (tmp / "meta.json").write_text(json.dumps(meta))
+        shareable(tmp, directory=True)  # mkdtemp makes it 0700 whatever the umask
         target = directory / name
         if target.exists():
             shutil.rmtree(target)
