@@ -16,6 +16,7 @@ from dlrun.cli import listing
 from dlrun.cli import reproduce as reproduce_commands
 from dlrun.cli import sweep as sweep_commands
 from dlrun.cli.errors import fail, guarded
+from dlrun.cli.options import LogToOpt, MlflowUriOpt, tracking_overrides
 from dlrun.core.config import load_config, to_yaml
 
 app = typer.Typer(
@@ -63,12 +64,15 @@ def train(
                                                          min=1, help="How many processes train together.")] = None,
     process_id: Annotated[Optional[int], typer.Option(envvar="DLRUN_PROCESS_ID", rich_help_panel="Several machines",
                                                       min=0, help="This process's rank, 0 to --num-processes - 1.")] = None,
+    log_to: LogToOpt = None,
+    mlflow_uri: MlflowUriOpt = None,
 ) -> None:
     """Train the model a config describes; write metrics, checkpoints, summary and curves to a run directory."""
     from dlrun.core.report.outputs import new_run_dir
     from dlrun.core.training.train import resume_config
     from dlrun.experiments import experiment_for, run_config
 
+    overrides = [*(overrides or []), *tracking_overrides(log_to, mlflow_uri)]
     with guarded(ctx):
         if coordinator is not None:
             from dlrun.core.training.devices import start_processes

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from dlrun.cli.errors import fail, guarded
+from dlrun.cli.options import LogToOpt, MlflowUriOpt, tracking_overrides
 from dlrun.core.errors import ConfigError
 
 
@@ -68,6 +69,8 @@ def sweep(
     out: Annotated[Optional[Path], typer.Option(help="Sweep directory (default: outputs/sweeps/<name>-<time>).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trials and their groups; run nothing.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Finish the sweep in this directory: skip finished trials.")] = None,
+    log_to: LogToOpt = None,
+    mlflow_uri: MlflowUriOpt = None,
 ) -> None:
     """Run a grid or random search over a config; one table (results.csv/.md) and plots at the end."""
     from dlrun.core.sweep import plan as sweep_plan
@@ -79,19 +82,21 @@ def sweep(
         raise fail(f"--executor {executor}: expected 'local' or 'ray'", 2)
     if scheduler not in (None, "halving"):
         raise fail(f"--scheduler {scheduler}: expected 'halving'", 2)
+    tracked = tracking_overrides(log_to, mlflow_uri)
     with guarded(ctx):
         if resume is not None:
-            if target is not None or grid or random or overrides:
-                raise fail("--resume DIR takes everything from the sweep directory; give no TARGET, --grid, --random or --set", 2)
+            if target is not None or grid or random or overrides or tracked:
+                raise fail("--resume DIR takes everything from the sweep directory; "
+                           "give no TARGET, --grid, --random, --set, --log-to or --mlflow-uri", 2)
             plan = sweep_plan.load(resume)
         else:
             if target is None:
                 raise fail("give a sweep file or a config with --grid/--random, or --resume DIR", 2)
             spec, base = _spec_from_arguments(target, grid or [], random or [], trials, seeds, metric, scheduler, vectorize)
             if dry_run:
-                _print_dry_run(spec, base, overrides or [], str(target))
+                _print_dry_run(spec, base, [*(overrides or []), *tracked], str(target))
                 return
-            plan = sweep_plan.create(spec, base, overrides or [], str(target), out)
+            plan = sweep_plan.create(spec, base, [*(overrides or []), *tracked], str(target), out)
     typer.echo(f"sweep directory: {plan.path} ({len(plan.trials)} trials)")
     resume_hint = f"dlrun sweep --resume {plan.path}"
     try:

@@ -91,11 +91,17 @@ class TrainerConfig(Section):
     checkpoint_every: int = Field(1, ge=0, description="epochs between checkpoints; 0: only at the end")
     keep_checkpoints: int = Field(2, gt=0, description="how many of the newest checkpoints to keep")
     devices: int | Literal["all"] = Field(1, description="data parallel: shard every batch over this many devices")
+    log_to: tuple[Literal["tensorboard", "mlflow"], ...] = Field(
+        (), description="tracking: tensorboard (event files in <run>/tb), mlflow (a run in mlflow_uri's store)")
+    mlflow_uri: str | None = Field(None, min_length=1,
+                                   description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in ./mlruns)")
 
     @model_validator(mode="after")
     def _devices(self) -> TrainerConfig:
         if isinstance(self.devices, int) and self.devices < 1:
             raise ValueError(f"devices must be at least 1 or 'all', got {self.devices}")
+        if len(set(self.log_to)) != len(self.log_to):
+            raise ValueError(f"log_to names a tracker twice: {list(self.log_to)}")
         return self
 
 

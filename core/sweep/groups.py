@@ -27,6 +27,8 @@ STATE_KEYS = {
     "model.init": lambda v: None,
     "model.init_scale": lambda v: None,
     "trainer.progress": lambda v: None,
+    "trainer.log_to": lambda v: None,
+    "trainer.mlflow_uri": lambda v: None,
 }
 
 

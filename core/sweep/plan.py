@@ -126,3 +126,6 @@ def reset_trial(run_dir: Path) -> None:
     for name in ("metrics.csv", "summary.json", "curves.png", STATUS_FILE):
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    from ..report.tracking import forget_run
+
+    forget_run(run_dir)

@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from ..config import load_config
 from ..errors import DlrunError, TrainingInterrupted
-from ..report import compare, outputs
+from ..report import compare, outputs, tracking
 from . import executors
 from .plan import (
     FINAL,
@@ -165,7 +165,10 @@ def run(plan: Plan, single: SingleRunner, workers: int = 1, executor: str = "loc
         for i, d in enumerate(plan.dirs):
             if read_status(d).get("status") == "failed":
                 reset_trial(d)
-        epochs = plan.config(0).trainer.epochs
+        first = plan.config(0)
+        epochs = first.trainer.epochs
+        tracking.prepare_sweep(first, plan.path, plan.spec.name, plan.dirs,
+                               [{**t.params, "seed": t.seed} for t in plan.trials], plan.metric)
         rungs = _rungs(plan.spec, epochs)
         total = len(plan.trials)
         for stop in [*rungs, None]:
@@ -179,7 +182,21 @@ def run(plan: Plan, single: SingleRunner, workers: int = 1, executor: str = "loc
         runs = [compare.load_run(d, name=d.name) for d in plan.dirs]
         params = swept_keys(plan.spec)
         df = compare.write_report(plan.path, runs, params, plan.metric, plan.mode, title=plan.spec.name)
+        if first.trainer.log_to:
+            tracking.finish_sweep(plan.path, _best(df, plan.metric, plan.mode))
     return df
+
+
+def _best(df, metric: str, mode: str) -> dict[str, float]:
+    """The final metrics of the trial whose final target metric is best (for the sweep's parent
+    run in MLflow), named without the table's "final " prefix."""
+    column = f"final {metric}"
+    if df is None or df.empty or column not in df or df[column].isna().all():
+        return {}
+    values = df[column].astype(float)
+    row = df.loc[values.idxmax() if mode == "max" else values.idxmin()]
+    return {k.removeprefix("final "): float(v) for k, v in row.items()
+            if str(k).startswith("final ") and isinstance(v, (int, float)) and v == v}
 
 
 def _rungs(spec: SweepSpec, epochs: int) -> list[int]:

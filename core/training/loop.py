@@ -25,6 +25,7 @@ from ..config import Config, to_yaml
 from ..errors import TrainingDiverged, TrainingInterrupted
 from ..report import outputs
 from ..report.progress import Reporter
+from ..report.tracking import Tracking, open_tracking
 from . import checkpoint
 from .program import HostMetrics, Program
 from .setup import Setup, start_state
@@ -48,6 +49,7 @@ class Trial:
     position: checkpoint.Position = checkpoint.Position(0, 0)
     partial: list[dict[str, float]] = field(default_factory=list)  # per-batch metrics of a stopped epoch
     error: str | None = None
+    tracking: Tracking = field(default_factory=Tracking)  # TensorBoard, MLflow (trainer.log_to)
 
     def save(self, state: TrainState, position: checkpoint.Position, partial: list[dict[str, float]] = ()) -> None:
         self.state = state
@@ -75,6 +77,10 @@ def start_trial(cfg: Config, run_dir: Path, setup: Setup, key, resume: bool) -> 
         ckpt = checkpoint.load_latest(run_dir / "checkpoints", state, warn=_warn)
         trial.state, trial.keys = ckpt.state, {k: np.asarray(v) for k, v in ckpt.keys.items()}
         trial.rows, trial.position, trial.partial = list(ckpt.rows), ckpt.position, list(ckpt.partial)
+    if cfg.trainer.log_to:
+        from .optimizers import learning_rates
+
+        trial.tracking = open_tracking(cfg, run_dir, lambda: learning_rates(cfg, setup.steps_per_epoch), _warn)
     return trial
 
 
@@ -145,11 +151,13 @@ def run_epochs(
             if i in failed:
                 trial.error = divergence_message(trial, epoch, failed[i] + 1, program.steps_per_epoch)
                 trial.finish(plot=False)
+                trial.tracking.close("diverged")
                 if on_fail:
                     on_fail(trial)
                 continue
             examples = epoch * program.steps_per_epoch * trial.cfg.data.batch_size
             trial.rows.append(epoch_row(epoch, batch_metrics[i], evaluated[i], seconds, examples))
+            trial.tracking.epoch(trial.rows[-1], batch_metrics[i], program.steps_per_epoch)
             trial.position = checkpoint.Position(epoch, 0)
             if due:
                 trial.save(host[i], trial.position)

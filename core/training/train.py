@@ -33,6 +33,9 @@ from .setup import Setup, build_setup, eval_splits, train_arrays
 from .state import Arrays, TrainState
 from .summary import make_summary
 
+# config keys a resume may change: how a run is shown and tracked, not what it trains
+HOW_IT_IS_WATCHED = ("trainer.progress", "trainer.log_to", "trainer.mlflow_uri")
+
 
 class Result(NamedTuple):
     state: TrainState
@@ -82,7 +85,8 @@ def train(
         with tempfile.TemporaryDirectory(prefix="dlrun-process-") as scratch:
             if resume and (run_dir / "checkpoints").is_dir():  # process 0's, on a shared file system
                 shutil.copytree(run_dir / "checkpoints", Path(scratch) / "checkpoints")
-            return train(cfg, Path(scratch) / "run", data=data, resume=resume, stop_epoch=stop_epoch, plot=False,
+            quiet = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"log_to": ()})})  # process 0 tracks
+            return train(quiet, Path(scratch) / "run", data=data, resume=resume, stop_epoch=stop_epoch, plot=False,
                          reporter=make_reporter("none", cfg.trainer.epochs, cfg.name), key=key,
                          eval_metrics=eval_metrics, splits=splits, primary=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -93,24 +97,25 @@ def train(
         setup = build_setup(cfg, data, eval_metrics)
         key = key if key is not None else jax.random.PRNGKey(cfg.seed)
         trial = start_trial(cfg, run_dir, setup, key, resume)
-        state = setup.devices.put(trial.state) if setup.devices else jax.device_put(trial.state)
-        program = single_program(setup, state, trial.keys, train_arrays(data), eval_splits(data, splits))
-        reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
-        last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
-        stop = StopFlag()
-        try:
-            with stop.installed():
-                state, _ = run_epochs(program, state, [trial], last_epoch, stop, reporter)
-        finally:
-            reporter.close()
-            trial.finish(plot)
-        if plot and cfg.optimizer.schedule.name != "constant":
-            outputs.plot_schedule(run_dir / "schedule.png", learning_rates(cfg, setup.steps_per_epoch),
-                                  setup.steps_per_epoch, title=f"{cfg.name}: {cfg.optimizer.schedule.name} schedule")
-        extra = after_training(setup, state, data, run_dir if plot else None)
-        summary = make_summary(trial.rows, state.params, data, wall_seconds=time.perf_counter() - t_start,
-                               compile_seconds=program.compile_seconds, loop=program.label, **extra)
-        outputs.write_json(run_dir / "summary.json", summary)
+        with trial.tracking:  # closed once summary.json is written, or with how the run stopped
+            state = setup.devices.put(trial.state) if setup.devices else jax.device_put(trial.state)
+            program = single_program(setup, state, trial.keys, train_arrays(data), eval_splits(data, splits))
+            reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
+            last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
+            stop = StopFlag()
+            try:
+                with stop.installed():
+                    state, _ = run_epochs(program, state, [trial], last_epoch, stop, reporter)
+            finally:
+                reporter.close()
+                trial.finish(plot)
+            if plot and cfg.optimizer.schedule.name != "constant":
+                outputs.plot_schedule(run_dir / "schedule.png", learning_rates(cfg, setup.steps_per_epoch),
+                                      setup.steps_per_epoch, title=f"{cfg.name}: {cfg.optimizer.schedule.name} schedule")
+            extra = after_training(setup, state, data, run_dir if plot else None)
+            summary = make_summary(trial.rows, state.params, data, wall_seconds=time.perf_counter() - t_start,
+                                   compile_seconds=program.compile_seconds, loop=program.label, **extra)
+            outputs.write_json(run_dir / "summary.json", summary)
         return Result(state, trial.rows, summary, setup)
 
 
@@ -129,7 +134,7 @@ def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
     cfg = load_config(saved_path, overrides)
     before, after = flatten(saved.model_dump(mode="json")), flatten(cfg.model_dump(mode="json"))
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    unsafe = [k for k in changed if k not in ("trainer.epochs", "trainer.progress")]
+    unsafe = [k for k in changed if k not in ("trainer.epochs", *HOW_IT_IS_WATCHED)]
     if "trainer.epochs" in changed:
         if cfg.trainer.epochs < saved.trainer.epochs:
             unsafe.append("trainer.epochs (fewer than before)")
@@ -138,6 +143,6 @@ def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
     if unsafe:
         raise ConfigError(
             f"{saved_path}: resuming with a changed config is refused for: {', '.join(unsafe)}; "
-            "only trainer.epochs may grow. Start a new run instead."
+            "only trainer.epochs may grow (and trainer.progress, log_to and mlflow_uri change). Start a new run instead."
         )
     return cfg

@@ -218,6 +218,8 @@ def train_group(
         # its checkpoint; the program is built from the first trial's config
         setups = [build_setup(cfg, data) for cfg, data in zip(cfgs, datasets)]
         trials = [start_trial(cfg, d, s, jax.random.PRNGKey(cfg.seed), resume=True) for cfg, d, s in zip(cfgs, run_dirs, setups)]
+        for trial in trials:  # each closed once its summary.json is written, or with how the group stopped
+            locks.enter_context(trial.tracking)
         if any(t.position.batch for t in trials):
             raise ValueError("a trial stopped inside an epoch; resume it alone with dlrun train --resume")
         if len({t.position.epoch for t in trials}) != 1:
