@@ -19,8 +19,8 @@ compile seconds, examples per second, peak resident memory, the validation accur
 second: the language model's predicted tokens, seq2seq's valid target tokens, as the book
 counts them; their epochs are short, so at least 10 are timed), and the fraction of this machine's matmul peak the epoch
 reaches (FLOPs of one step from XLA's cost analysis, times the steps; the peak measured here
-with a 2048^3 float32 matmul). Also `dlrun --help` start-up time and `dlrun train`'s fixed
-overhead. Writes benchmarks/results/<machine>-<date>.json and .md. PyTorch is optional
+with a 2048^3 float32 matmul). Also `dlrun --help` start-up time and a one-epoch `dlrun train`'s
+wall time and fixed overhead, first run (empty caches) and second run side by side. Writes benchmarks/results/<machine>-<date>.json and .md. PyTorch is optional
 (`pip install torch`, CPU build); without it the reference is reported missing.
 """
 
@@ -149,8 +149,11 @@ def _child(argv: list[str], timeout: float = 1800) -> dict:
 
 
 def cli_timings(args) -> dict:
-    """`dlrun --help` start-up (median of 5) and `dlrun train`'s fixed overhead: the process's
-    wall time minus the time its epochs took (imports, data loading, compiling, writing)."""
+    """`dlrun --help` start-up (median of 5) and one-epoch `dlrun train configs/mlp.yaml` runs,
+    first and second side by side: the first with empty caches (a fresh user cache directory:
+    JAX's compilation cache and the decoded data sets), then `--startup-runs - 1` more that find
+    them filled (their median is the second run's figure). Each run's fixed overhead is its wall
+    time minus its one epoch (imports, data, compiling, evaluation, files)."""
     dlrun = shutil.which("dlrun") or str(Path(sys.executable).parent / "dlrun")
     helps = [_timed(lambda: subprocess.run([dlrun, "--help"], capture_output=True, check=True)) for _ in range(5)]
     overrides = [f"--set={o}" for o in ["trainer.epochs=1", "trainer.progress=none"]]
@@ -158,14 +161,26 @@ def cli_timings(args) -> dict:
         overrides.append(f"--set=data.dir={args.data_dir}")
     if args.num_train:
         overrides.append(f"--set=data.num_train={args.num_train}")
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        subprocess.run([dlrun, "train", str(ROOT / "configs/mlp.yaml"), *overrides, "--out", f"{tmp}/run"],
-                       capture_output=True, check=True)
-        wall = time.perf_counter() - t
-        summary = json.loads(Path(f"{tmp}/run/summary.json").read_text())
-    return {"help_seconds": statistics.median(helps), "train_wall_seconds": wall,
-            "train_fixed_overhead_seconds": wall - summary["train_seconds"], "train_compile_seconds": summary["compile_seconds"]}
+        env = {k: v for k, v in os.environ.items() if k not in ("DLRUN_COMPILE_CACHE", "DLRUN_DATA_CACHE")}
+        env["XDG_CACHE_HOME"] = f"{tmp}/cache"  # empty: the first run fills it
+        for k in range(max(args.startup_runs, 2)):
+            t = time.perf_counter()
+            subprocess.run([dlrun, "train", str(ROOT / "configs/mlp.yaml"), *overrides, "--out", f"{tmp}/run{k}"],
+                           capture_output=True, check=True, env=env)
+            wall = time.perf_counter() - t
+            summary = json.loads(Path(f"{tmp}/run{k}/summary.json").read_text())
+            runs.append({"wall": wall, "overhead": wall - summary["train_seconds"], "compile": summary["compile_seconds"]})
+            print(f"dlrun train (1 epoch), {'first' if k == 0 else 'second'} run: {wall:.2f} s", flush=True)
+    first, later = runs[0], runs[1:]
+    return {"help_seconds": statistics.median(helps),
+            "train_wall_seconds": first["wall"], "train_fixed_overhead_seconds": first["overhead"],
+            "train_compile_seconds": first["compile"],
+            "second_wall_seconds": statistics.median(r["wall"] for r in later),
+            "second_fixed_overhead_seconds": statistics.median(r["overhead"] for r in later),
+            "second_compile_seconds": statistics.median(r["compile"] for r in later),
+            "second_runs": len(later)}
 
 
 def torch_available() -> bool:
@@ -186,6 +201,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="where the Fashion-MNIST files are")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     parser.add_argument("--no-cli", action="store_true", help="skip the dlrun start-up timings")
+    parser.add_argument("--startup-runs", type=int, default=4,
+                        help="one-epoch dlrun train runs: the first with empty caches, the rest warm (at least 2)")
     parser.add_argument("--worker", choices=["train", "peak"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
@@ -292,6 +309,8 @@ def check_targets(results: dict) -> list[dict]:
     if "cli" in results:
         checks.append({"target": "dlrun --help < 0.5 s", "measured": results["cli"]["help_seconds"],
                        "met": results["cli"]["help_seconds"] < 0.5})
+        checks.append({"target": "dlrun train mlp, 1 epoch, second run <= 3 s", "measured": results["cli"]["second_wall_seconds"],
+                       "met": results["cli"]["second_wall_seconds"] <= 3.0})
     return checks
 
 
@@ -316,9 +335,13 @@ def to_markdown(results: dict) -> str:
                          f"{rate} | {r['peak_rss_mb']:.0f} | {frac} | {r['val_acc']:.3f} | {speed} |")
     if "cli" in results:
         c = results["cli"]
-        lines += ["", f"`dlrun --help`: {c['help_seconds']:.2f} s. `dlrun train configs/mlp.yaml` for one epoch: "
-                  f"{c['train_wall_seconds']:.2f} s wall, of which {c['train_fixed_overhead_seconds']:.2f} s outside the epoch "
-                  f"(imports, data, {c['train_compile_seconds']:.2f} s compiling, evaluation, files)."]
+        lines += ["", f"`dlrun --help`: {c['help_seconds']:.2f} s.", "",
+                  "| `dlrun train configs/mlp.yaml`, one epoch | wall s | outside the epoch s | compile s |",
+                  "|---|---|---|---|",
+                  f"| first run (empty caches) | {c['train_wall_seconds']:.2f} | {c['train_fixed_overhead_seconds']:.2f} | "
+                  f"{c['train_compile_seconds']:.2f} |",
+                  f"| second run (median of {c['second_runs']}) | {c['second_wall_seconds']:.2f} | "
+                  f"{c['second_fixed_overhead_seconds']:.2f} | {c['second_compile_seconds']:.2f} |"]
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['measured']:.3g} | {'yes' if t['met'] else 'no'} |" for t in results["targets"]]
     return "\n".join(lines) + "\n"

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from dlrun.core.config import Config, ConfigError, CSVData, ExperimentConfig, validate_options
@@ -31,6 +30,9 @@ from dlrun.core.nn.losses import LOSSES, Metric
 from dlrun.core.report import outputs, progress
 from dlrun.core.training.state import Arrays
 from dlrun.core.training.train import train
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported by the functions that build tables: `dlrun train` of any config imports this module
 
 BOOK_VAL_LOG_RMSE = (0.16, 0.19)  # D2L 4.10.7: average valid log-RMSE of the linear model, k = 5
 
@@ -55,6 +57,8 @@ class Fit(NamedTuple):
 
 def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, Any]:
     """K-fold cross-validation of `cfg`'s model on `cfg.data.file`, then the submission."""
+    import pandas as pd
+
     opts = validate_options(KaggleHouseOptions, cfg, source)
     _check(cfg, source)
     run_dir = Path(run_dir)
@@ -201,6 +205,8 @@ def predict_test(
 ) -> dict[str, Any]:
     """Train on every row of `path` (in `run_dir/all`), price the rows of `test_path` and write
     `Id,<target>` to `run_dir/submission.csv` (D2L 4.10.8)."""
+    import pandas as pd
+
     out = run_dir / "submission.csv"
     data = cfg.data
     test = tabular.read_table(test_path)
@@ -228,6 +234,7 @@ def predict_test(
 def plot_folds(path: Path, rows: list[dict[str, Any]], title: str = "") -> None:
     """Train (solid) and valid (dashed) log-RMSE against epoch, one colour per fold, on a log
     axis as the book's `d2l.plot(..., yscale='log')`."""
+    import pandas as pd
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 

@@ -32,7 +32,8 @@ def test_speed_benchmark_runs_and_writes_its_table(tmp_path, fake_fmnist_dir):
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "softmax,lenet", "--epochs", "1", "--rounds", "1",
-         "--num-train", "512", "--num-val", "256", "--data-dir", str(fake_fmnist_dir), "--out", str(out)],
+         "--num-train", "512", "--num-val", "256", "--data-dir", str(fake_fmnist_dir), "--out", str(out),
+         "--startup-runs", "2"],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -48,10 +49,14 @@ def test_speed_benchmark_runs_and_writes_its_table(tmp_path, fake_fmnist_dir):
             assert 0 < rows[impl]["fraction_of_peak"] < 1.5 and rows[impl]["peak_rss_mb"] > 0
             assert ("speedup_vs_torch" in rows[impl]) == has_torch
     assert figures["matmul_peak_gflops"] > 0 and figures["cli"]["help_seconds"] > 0
+    cli = figures["cli"]  # the first run compiles; the second finds the compilation cache filled
+    assert cli["second_runs"] >= 1 and cli["second_wall_seconds"] > 0
+    assert cli["second_compile_seconds"] < cli["train_compile_seconds"]
     assert figures["versions"]["jax"] and ("torch" in figures["versions"]) == has_torch
     assert "PyTorch reference missing" in proc.stdout or has_torch
     markdown = result.with_suffix(".md").read_text()
     assert "| lenet | dlrun whole-epoch (scan) |" in markdown and "| target | measured | met |" in markdown
+    assert "| second run (median of 1) |" in markdown
 
 
 def test_lenet_flops_from_xla_match_a_hand_count():

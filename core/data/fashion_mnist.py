@@ -74,4 +74,6 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np
 def _to_float_images(images: np.ndarray) -> np.ndarray:
     """uint8 (n, rows, cols) -> float32 (n, rows, cols, 1) in [0, 1]; `resize` happens per batch on
     the device (`core.data.pipeline`)."""
-    return images.astype(np.float32)[..., None] / 255.0
+    out = np.empty((*images.shape, 1), np.float32)
+    np.divide(images[..., None], np.float32(255), out=out, dtype=np.float32)  # one pass, no float copy first
+    return out

@@ -12,14 +12,17 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..config import CSVData
 from ..errors import DataError, DataNotFoundError
 from .dataset import Dataset
 from .files import RemoteFile, find_or_fetch, search_dirs
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a table is read: a run on other data never pays for it
 
 D2L_DATA_URL = "http://d2l-data.s3-accelerate.amazonaws.com/"
 # The files the book downloads, by name, with the sha1 its DATA_HUB declares.
@@ -64,6 +67,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     Raises:
         DataError: the file is not UTF-8 text, is empty, is not a CSV, or has no data rows.
     """
+    import pandas as pd
+
     path = Path(path)
     raw = path.read_bytes()
     try:
@@ -93,6 +98,8 @@ def split_target(table: pd.DataFrame, target: str, drop: tuple[str, ...], source
     Raises:
         DataError: no target column, or one with missing or non-numeric values.
     """
+    import pandas as pd
+
     if target not in table.columns:
         raise DataError(
             f"{source}: has no target column '{target}' (data.target); {describe_columns(table)}"
@@ -175,6 +182,8 @@ class Preprocessor:
         Raises:
             DataError: a column seen in fitting is absent, or a numeric one holds text.
         """
+        import pandas as pd
+
         needed = [*self.numeric, *(c for c, _ in self.categories)]
         missing = [c for c in needed if c not in table.columns]
         if missing:
@@ -204,6 +213,8 @@ class Preprocessor:
 def _is_numeric(column: pd.Series) -> bool:
     """Numbers are standardised; anything else, and a column with no values at all (which
     pandas reads as float), is a category, so that other tables may hold text there."""
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(column) and not column.isna().all()
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..config import Config
 from ..data import Dataset
@@ -116,7 +117,9 @@ def start_state(setup: Setup, key: jax.Array) -> tuple[TrainState, dict[str, jax
     """The initial state and the run's keys (`order`: the data order, `step`: dropout and the
     like) from its root key, `PRNGKey(seed)` unless an experiment derives another."""
     init_key, order_key, step_key = jax.random.split(key, 3)
-    return init_state(setup.model, setup.optimizer, init_key), {"order": order_key, "step": step_key}
+    # one compiled program (cached across runs) rather than one dispatch per layer's random draw
+    state = jax.jit(lambda k: init_state(setup.model, setup.optimizer, k))(init_key)
+    return state, {"order": order_key, "step": step_key}
 
 
 def train_arrays(data: Dataset) -> Arrays:
@@ -127,5 +130,5 @@ def train_arrays(data: Dataset) -> Arrays:
 
 def eval_splits(data: Dataset, splits: dict[str, Arrays] | None = None) -> dict[str, tuple[Arrays, jax.Array]]:
     """The splits evaluated after every epoch (default: `val`), padded to whole batches."""
-    splits = splits if splits is not None else {"val": Arrays(jnp.asarray(data.x_val), jnp.asarray(data.y_val))}
+    splits = splits if splits is not None else {"val": Arrays(np.asarray(data.x_val), np.asarray(data.y_val))}
     return {name: pad_for_eval(s, min(EVAL_BATCH, len(s.x))) for name, s in splits.items() if len(s.x)}

@@ -90,6 +90,7 @@ def train(
                          reporter=make_reporter("none", cfg.trainer.epochs, cfg.name), key=key,
                          eval_metrics=eval_metrics, splits=splits, primary=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    loading = None
     with outputs.RunLock(run_dir, reentrant=True):  # `dlrun train` holds it already
         t_start = time.perf_counter()
         outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # first: a killed run stays resumable
@@ -103,11 +104,15 @@ def train(
             reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
             last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
             stop = StopFlag()
+            if plot:  # matplotlib loads in another thread while this one waits on XLA
+                loading = outputs.preload_plotting()
             try:
                 with stop.installed():
                     state, _ = run_epochs(program, state, [trial], last_epoch, stop, reporter)
             finally:
                 reporter.close()
+                if loading is not None:
+                    loading.join()  # an import still under way in another thread must end first
                 trial.finish(plot)
             if plot and cfg.optimizer.schedule.name != "constant":
                 outputs.plot_schedule(run_dir / "schedule.png", learning_rates(cfg, setup.steps_per_epoch),
