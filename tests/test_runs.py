@@ -73,3 +73,24 @@ def test_the_plain_listing_shows_the_resume_command(tmp_path):
     assert result.exit_code == 0 and "interrupted" in result.output
     assert f"resume: dlrun train --resume {runs / 'a'}" in result.output
     assert CliRunner().invoke(app, ["runs", str(tmp_path / "nowhere")]).exit_code == 2
+
+
+def test_metrics_csv_is_what_pandas_writes():
+    """metrics.csv is written without pandas (start-up time); pandas' to_csv is the reference,
+    over rows with ints, NaN, infinities, tiny and huge floats and a column that starts late."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        rows = []
+        for epoch in range(1, 6):
+            row = {"epoch": epoch, "train/loss": float(rng.lognormal(0, 6)), "examples": int(rng.integers(0, 10**9))}
+            if epoch > 2:
+                row["val/acc"] = float(rng.choice([math.nan, math.inf, -math.inf, rng.random(), 1e-30, 123456789.123]))
+            row["seconds"] = float(rng.random())
+            rows.append(row)
+        expected = pd.DataFrame(rows).to_csv(index=False, float_format="%.8g")
+        assert outputs.metrics_csv(rows) == expected
