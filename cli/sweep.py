@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -100,7 +102,7 @@ def sweep(
     typer.echo(f"sweep directory: {plan.path} ({len(plan.trials)} trials)")
     resume_hint = f"dlrun sweep --resume {plan.path}"
     try:
-        with guarded(ctx, plan.path, resume_hint=resume_hint):
+        with guarded(ctx, plan.path, resume_hint=resume_hint), _sigterm_interrupts():
             df = sweep_run.run(plan, run_trial, workers=workers, executor=executor, address=address, echo=typer.echo)
     except KeyboardInterrupt:
         typer.secho(f"interrupted; finished trials are kept. Resume with:\n  {resume_hint}", err=True)
@@ -108,6 +110,20 @@ def sweep(
     _print_results(plan.path, df, plan.metric, plan.mode, swept_keys(plan.spec))
     if (df["status"] == "failed").any():
         raise typer.Exit(code=1)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM stops a sweep as Ctrl-C does: its workers stop after a checkpoint, the resume
+    command is printed (a trial training in this process handles SIGTERM itself meanwhile)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_dry_run(spec, base: Path, extra: list[str], source: str) -> None:

@@ -202,3 +202,46 @@ def test_run_files_follow_the_umask(tmp_path, mask):
     (ckpt,) = checkpoint.list_checkpoints(run / "checkpoints")
     assert stat.S_IMODE(ckpt.stat().st_mode) == 0o777 & ~mask
     assert stat.S_IMODE((ckpt / "arrays.npz").stat().st_mode) == 0o666 & ~mask
+
+
+# ----------------------------------------------------------------------------- resume integrity
+
+
+def test_a_config_edited_between_stop_and_resume_is_refused(tmp_path):
+    from dlrun.core.config import load_config
+    from dlrun.core.training.train import resume_config
+    from dlrun.experiments import run_config
+
+    from .conftest import CONFIGS
+
+    run_dir = tmp_path / "run"
+    run_config(load_config(CONFIGS / "linreg.yaml", ["trainer.progress=none", "trainer.epochs=4"]), run_dir, stop_epoch=2)
+    text = (run_dir / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(text.replace("lr: 0.03", "lr: 0.5").replace("batch_size: 10", "batch_size: 20"))
+    with pytest.raises(ConfigError) as err:
+        run_config(resume_config(run_dir), run_dir, resume=True)
+    message = str(err.value)
+    assert "optimizer.lr (0.03 -> 0.5)" in message and "data.batch_size (10 -> 20)" in message and "epoch_0002" in message
+    (run_dir / "config.yaml").write_text(text)  # restored: the resume goes on, and may add epochs
+    summary = run_config(resume_config(run_dir, ["trainer.epochs=5", "trainer.log_to=[]"]), run_dir, resume=True)
+    assert summary["epochs"] == 5
+
+
+def test_a_directory_with_another_runs_checkpoints_is_not_fresh(tmp_path):
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+    from dlrun.core.config import load_config
+    from dlrun.core.errors import RunDirError
+    from dlrun.experiments import run_config
+
+    from .conftest import CONFIGS
+
+    old = tmp_path / "run"
+    run_config(load_config(CONFIGS / "linreg.yaml", ["trainer.progress=none"]), old)
+    for name in ("config.yaml", "metrics.csv", "summary.json", "status.json"):
+        (old / name).unlink()
+    result = CliRunner().invoke(app, ["train", str(CONFIGS / "linreg.yaml"), "--out", str(old)])
+    assert result.exit_code == 2 and "holds checkpoints of another run" in result.output
+    with pytest.raises(RunDirError, match="holds checkpoints of another run"):  # the Python API too
+        run_config(load_config(CONFIGS / "linreg.yaml", ["trainer.progress=none"]), old)

@@ -162,3 +162,72 @@ def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(out)])
     assert result.exit_code == 0, result.output
     assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == [1, 2, 3]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (Linux /proc)."""
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for c in map(int, children):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for p in pids:
+        try:
+            state = Path(f"/proc/{p}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(p)
+    return alive
+
+
+def _start_long_sweep(tmp_path):
+    cmd = [*DLRUN, "sweep", str(CONFIGS / "linreg.yaml"), "--grid", "optimizer.lr=0.001,0.002,0.003,0.004",
+           "--no-vectorize", "--workers", "2", "--set", "trainer.epochs=100000", "--set", "trainer.progress=none",
+           "--out", str(tmp_path / "sw")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "sw").glob("trials/*/checkpoints/epoch_*")):  # the workers train
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "the sweep's workers did not start training"
+        time.sleep(0.2)
+    workers = _descendants(proc.pid)
+    assert len(workers) >= 2
+    return proc, workers
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_a_sweeps_workers_die_with_it(tmp_path):
+    """SIGKILL of a --workers 2 sweep: no worker is left training a few seconds later."""
+    proc, workers = _start_long_sweep(tmp_path)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(workers), f"workers left running: {sorted(_alive(workers))}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_sigterm_stops_a_sweep_and_its_workers_cleanly(tmp_path):
+    proc, workers = _start_long_sweep(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"dlrun sweep --resume {tmp_path / 'sw'}" in err
+    assert not _alive(workers)
+    for trial in (tmp_path / "sw" / "trials").iterdir():  # every started trial stopped at a checkpoint
+        assert not outputs.is_locked(trial)

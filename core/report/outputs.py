@@ -30,6 +30,8 @@ def new_run_dir(name: str, out: str | Path | None = None, root: str | Path = "ou
         path = Path(out)
         if (path / "config.yaml").exists() or (path / "metrics.csv").exists():
             raise RunDirError(f"{path} already holds a run; choose another --out or remove it")
+        if (path / "checkpoints").is_dir() and any(p.name.startswith("epoch_") for p in (path / "checkpoints").iterdir()):
+            raise RunDirError(f"{path} holds checkpoints of another run; choose another --out or remove it")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:

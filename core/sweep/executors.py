@@ -27,10 +27,44 @@ def visible_gpus() -> list[str]:
     return sorted((p.name.removeprefix("nvidia") for p in Path("/dev").glob("nvidia[0-9]*")), key=int)
 
 
-def _limit_threads(counter, cpus: list[int], per_worker: int, gpus: list[str] = ()) -> None:
+WORKER_GRACE_SECONDS = 20  # after its parent is gone, a worker's time to checkpoint before it is ended
+
+
+def die_with_parent(parent: int, grace: float = WORKER_GRACE_SECONDS) -> None:
+    """End this worker when the process that started it dies, however it dies (SIGKILL too):
+    on Linux the kernel sends SIGTERM at once (PR_SET_PDEATHSIG), which stops a training trial
+    after its current step with a checkpoint; everywhere, a watchdog thread notices the new
+    parent pid and sends SIGTERM, then ends the process after `grace` seconds whatever it does."""
+    import ctypes
+    import signal
+    import threading
+    import time
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog alone
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="dlrun-parent-watchdog", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the kernel was told
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _limit_threads(counter, cpus: list[int], per_worker: int, gpus: list[str] = (), parent: int | None = None) -> None:
     """Pin this worker process to its share of the cores before JAX starts, so that N workers
     do not each start a thread per core (XLA sizes its thread pool from the affinity mask); on
-    a host with GPUs, worker k sees GPU k mod their number only, so trials pack across GPUs."""
+    a host with GPUs, worker k sees GPU k mod their number only, so trials pack across GPUs.
+    The worker ends with its parent (`die_with_parent`)."""
+    if parent is not None:
+        die_with_parent(parent)
     with counter.get_lock():
         k = counter.value
         counter.value += 1
@@ -59,14 +93,32 @@ def execute_pool(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iter
     per_worker = max(1, len(cpus) // workers)
     counter = ctx.Value("i", 0)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_threads,
-                             initargs=(counter, cpus, per_worker, visible_gpus())) as pool:
+                             initargs=(counter, cpus, per_worker, visible_gpus(), os.getpid())) as pool:
         futures = {pool.submit(fn, t): t for t in tasks}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+        except BaseException:  # Ctrl-C, SIGTERM, a failed task: stop the workers, each after a checkpoint
+            stop_workers(pool)
             raise
+
+
+def stop_workers(pool, grace: float = WORKER_GRACE_SECONDS) -> None:
+    """SIGTERM every worker of `pool` (a trial stops after its current step, with a checkpoint),
+    wait up to `grace` seconds, then kill what is left."""
+    import signal
+    import time
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
 
 
 def execute_ray(fn: Callable[[T], R], tasks: Sequence[T], address: str | None, cpus_per_task: int) -> Iterator[tuple[T, R]]:

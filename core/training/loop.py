@@ -21,8 +21,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import Config, to_yaml
-from ..errors import TrainingDiverged, TrainingInterrupted
+from ..config import Config, ConfigError, to_yaml, validate
+from ..config.changes import unsafe_changes
+from ..errors import RunDirError, TrainingDiverged, TrainingInterrupted
 from ..report import outputs
 from ..report.progress import Reporter
 from ..report.tracking import Tracking, open_tracking
@@ -73,8 +74,13 @@ def start_trial(cfg: Config, run_dir: Path, setup: Setup, key, resume: bool) -> 
     state, keys = start_state(setup, key)
     trial = Trial(cfg, run_dir, state, keys)
     checkpoint.remove_temporary(run_dir / "checkpoints")  # a killed run's unfinished checkpoint
-    if resume and checkpoint.list_checkpoints(run_dir / "checkpoints"):
+    found = checkpoint.list_checkpoints(run_dir / "checkpoints")
+    if found and not resume:  # its newer checkpoints would outrank this run's and be resumed
+        raise RunDirError(f"{run_dir} holds checkpoints of another run ({', '.join(p.name for p in found[-3:])}); "
+                          "resume that run with dlrun train --resume, or train into another directory")
+    if resume and found:
         ckpt = checkpoint.load_latest(run_dir / "checkpoints", state, warn=_warn)
+        refuse_another_config(cfg, ckpt)
         trial.state, trial.keys = ckpt.state, {k: np.asarray(v) for k, v in ckpt.keys.items()}
         trial.rows, trial.position, trial.partial = list(ckpt.rows), ckpt.position, list(ckpt.partial)
     if cfg.trainer.log_to:
@@ -82,6 +88,28 @@ def start_trial(cfg: Config, run_dir: Path, setup: Setup, key, resume: bool) -> 
 
         trial.tracking = open_tracking(cfg, run_dir, lambda: learning_rates(cfg, setup.steps_per_epoch), _warn)
     return trial
+
+
+def refuse_another_config(cfg: Config, ckpt: checkpoint.Checkpoint) -> None:
+    """A checkpoint resumes only the run it was saved from: `cfg` (config.yaml, edited or not)
+    may differ from the config in the checkpoint only as a resume may (`unsafe_changes`).
+
+    Raises:
+        ConfigError: naming each key that differs, with both values.
+    """
+    import yaml
+
+    try:
+        saved = validate(yaml.safe_load(ckpt.config_yaml) or {}, f"{ckpt.path}/meta.json")
+    except (ConfigError, yaml.YAMLError) as err:  # a checkpoint from a version with other config keys
+        _warn(f"{ckpt.path}: its config cannot be compared with config.yaml ({str(err).splitlines()[0]})")
+        return
+    unsafe = unsafe_changes(saved, cfg)
+    if unsafe:
+        raise ConfigError(
+            f"{ckpt.path.parent.parent / 'config.yaml'}: the config differs from the one checkpoint {ckpt.path.name} was trained with: "
+            f"{', '.join(unsafe)}; resuming would continue another run. Restore config.yaml, or start a new run."
+        )
 
 
 def _warn(message: str) -> None:

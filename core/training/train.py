@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 import jax
 
-from ..config import Config, flatten, load_config, to_yaml
+from ..config import Config, load_config, to_yaml
+from ..config.changes import unsafe_changes
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..nn.losses import Metric
@@ -32,9 +33,6 @@ from .program import single_program
 from .setup import Setup, build_setup, eval_splits, train_arrays
 from .state import Arrays, TrainState
 from .summary import make_summary
-
-# config keys a resume may change: how a run is shown and tracked, not what it trains
-HOW_IT_IS_WATCHED = ("trainer.progress", "trainer.log_to", "trainer.mlflow_uri")
 
 
 class Result(NamedTuple):
@@ -137,14 +135,7 @@ def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     saved = load_config(saved_path)
     cfg = load_config(saved_path, overrides)
-    before, after = flatten(saved.model_dump(mode="json")), flatten(cfg.model_dump(mode="json"))
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    unsafe = [k for k in changed if k not in ("trainer.epochs", *HOW_IT_IS_WATCHED)]
-    if "trainer.epochs" in changed:
-        if cfg.trainer.epochs < saved.trainer.epochs:
-            unsafe.append("trainer.epochs (fewer than before)")
-        if cfg.optimizer.schedule.name == "cosine" and cfg.optimizer.schedule.length is None:
-            unsafe.append("trainer.epochs (the cosine schedule's length depends on it)")
+    unsafe = unsafe_changes(saved, cfg)
     if unsafe:
         raise ConfigError(
             f"{saved_path}: resuming with a changed config is refused for: {', '.join(unsafe)}; "
