@@ -31,7 +31,7 @@ def guarded(ctx: typer.Context | None = None, run_dir: Path | None = None, resum
     except typer.Exit:
         raise
     except TrainingInterrupted as err:
-        typer.secho(f"interrupted: {err}; checkpoint written." + (f" Resume with:\n  {resume_hint}" if resume_hint else ""), err=True)
+        typer.secho(f"interrupted: {err}." + (f" Resume with:\n  {resume_hint}" if resume_hint else ""), err=True)
         raise typer.Exit(code=err.exit_code) from None
     except DlrunError as err:
         raise fail(str(err), err.exit_code) from None

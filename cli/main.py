@@ -68,6 +68,13 @@ def train(
     mlflow_uri: MlflowUriOpt = None,
 ) -> None:
     """Train the model a config describes; write metrics, checkpoints, summary and curves to a run directory."""
+    from dlrun.core.training.signals import StopFlag  # before JAX: a stop at any moment waits for a safe point
+
+    with StopFlag().installed():
+        _train(ctx, config, overrides, out, resume, coordinator, num_processes, process_id, log_to, mlflow_uri)
+
+
+def _train(ctx, config, overrides, out, resume, coordinator, num_processes, process_id, log_to, mlflow_uri) -> None:
     from dlrun.core.report.outputs import new_run_dir
     from dlrun.core.training.train import resume_config
     from dlrun.experiments import experiment_for, run_config
@@ -259,5 +266,14 @@ app.command("list")(listing.list_configs)
 app.command()(listing.runs)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point. Once a command has ended and said how, a SIGINT or SIGTERM during
+    the interpreter's exit has nothing left to stop and is ignored (rather than killing the
+    process with no message)."""
+    import signal
+
+    try:
+        app()
+    finally:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)

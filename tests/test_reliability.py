@@ -18,7 +18,7 @@ from dlrun.core.training.checkpoint import list_checkpoints
 from .conftest import CONFIGS
 
 runner = CliRunner()
-DLRUN = [sys.executable, "-c", "from dlrun.cli.main import app; app()"]
+DLRUN = [sys.executable, "-c", "from dlrun.cli.main import main; main()"]  # the console entry point
 
 
 def metrics_without_seconds(run_dir: Path) -> str:
@@ -228,6 +228,34 @@ def test_sigterm_stops_a_sweep_and_its_workers_cleanly(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert f"dlrun sweep --resume {tmp_path / 'sw'}" in err
-    assert not _alive(workers)
+    deadline = time.monotonic() + 15  # the workers were stopped and joined; multiprocessing's helper follows
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(workers), f"left running: {sorted(_alive(workers))}"
     for trial in (tmp_path / "sw" / "trials").iterdir():  # every started trial stopped at a checkpoint
         assert not outputs.is_locked(trial)
+
+
+@pytest.mark.slow
+def test_a_stop_at_any_moment_of_start_up_ends_cleanly(tmp_path, fake_fmnist_dir):
+    """SIGINT and SIGTERM at random moments from the process start to the first epochs: never a
+    crash or a traceback; either the run ends (exit 0) or it says where it stopped and how to
+    resume (exit 130), and the resume then finishes it."""
+    import random
+
+    rng = random.Random(0)
+    for i in range(8):
+        out = tmp_path / f"run{i}"
+        proc = subprocess.Popen([*DLRUN, *train_args(fake_fmnist_dir, out, "--set", "trainer.epochs=2")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.5, 4.0))
+        proc.send_signal(signal.SIGINT if i % 2 == 0 else signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode in (0, 130), f"try {i}: exit {proc.returncode}\n{stderr[-2000:]}"
+        assert "Traceback" not in stderr and "internal error" not in stderr, stderr[-2000:]
+        if proc.returncode == 130:
+            assert f"dlrun train --resume {out}" in stderr and "stopping at the next safe point" in stderr
+            if (out / "config.yaml").is_file():
+                resumed = runner.invoke(app, ["train", "--resume", str(out)])
+                assert resumed.exit_code == 0, resumed.output
+                assert len(pd.read_csv(out / "metrics.csv")) == 2

@@ -9,11 +9,8 @@ here, by `Trial`. Divergence, interruption, checkpoints and metrics writing exis
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +27,7 @@ from ..report.tracking import Tracking, open_tracking
 from . import checkpoint
 from .program import HostMetrics, Program
 from .setup import Setup, start_state
+from .signals import StopFlag
 from .state import TrainState
 from .summary import epoch_row
 
@@ -168,7 +166,7 @@ def run_epochs(
         if done < program.steps_per_epoch:  # stopped inside the epoch
             rows = [{k: float(v[i]) for k, v in batch_metrics[0].items()} for i in range(done)]
             trials[0].save(program.host_states(state)[0], checkpoint.Position(epoch - 1, done), rows)
-            raise TrainingInterrupted(f"stopped in epoch {epoch} after batch {done}")
+            raise TrainingInterrupted(f"stopped in epoch {epoch} after batch {done}; checkpoint written")
         seconds = time.perf_counter() - t_epoch
         evaluated = program.evaluate(state)
         every = trials[0].cfg.trainer.checkpoint_every
@@ -204,29 +202,5 @@ def run_epochs(
                 return state, []
             program, state = rebuild(survivors, [t.state for t in trials])
         if stop.requested and epoch < trials[0].cfg.trainer.epochs:
-            raise TrainingInterrupted(f"stopped after epoch {epoch}")
+            raise TrainingInterrupted(f"stopped after epoch {epoch}; checkpoint written")
     return state, trials
-
-
-class StopFlag:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT stops at once."""
-
-    def __init__(self):
-        self.requested = False
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    @contextlib.contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signal handlers can only be set from the main thread
-            return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)

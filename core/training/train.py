@@ -25,12 +25,14 @@ from ..nn.losses import Metric
 from ..report import outputs
 from ..report.progress import Reporter, make_reporter
 from . import compile_cache
+from .checkpoint import list_checkpoints
 from .devices import is_primary
 from .inference import after_training
-from .loop import StopFlag, run_epochs, start_trial
+from .loop import run_epochs, start_trial
 from .optimizers import learning_rates
 from .program import single_program
 from .setup import Setup, build_setup, eval_splits, train_arrays
+from .signals import StopFlag
 from .state import Arrays, TrainState
 from .summary import make_summary
 
@@ -89,29 +91,32 @@ def train(
                          eval_metrics=eval_metrics, splits=splits, primary=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     loading = None
-    with outputs.RunLock(run_dir, reentrant=True):  # `dlrun train` holds it already
+    # the command that trains installed its flag before importing JAX; a run started otherwise installs its own
+    with outputs.RunLock(run_dir, reentrant=True), StopFlag().installed() as stop:  # `dlrun train` holds the lock
         t_start = time.perf_counter()
         outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # first: a killed run stays resumable
         data = data if data is not None else load_dataset(cfg.data, cfg.seed)
+        stop.check(f"during start-up, {_kept(run_dir)}")
         setup = build_setup(cfg, data, eval_metrics)
         key = key if key is not None else jax.random.PRNGKey(cfg.seed)
         trial = start_trial(cfg, run_dir, setup, key, resume)
+        stop.check(f"during start-up, {_kept(run_dir)}")
         with trial.tracking:  # closed once summary.json is written, or with how the run stopped
             state = setup.devices.put(trial.state) if setup.devices else jax.device_put(trial.state)
             program = single_program(setup, state, trial.keys, train_arrays(data), eval_splits(data, splits))
+            stop.check(f"during start-up, {_kept(run_dir)}")  # a signal during compilation waits for it to end
             reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
             last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
-            stop = StopFlag()
             if plot:  # matplotlib loads in another thread while this one waits on XLA
                 loading = outputs.preload_plotting()
             try:
-                with stop.installed():
-                    state, _ = run_epochs(program, state, [trial], last_epoch, stop, reporter)
+                state, _ = run_epochs(program, state, [trial], last_epoch, stop, reporter)
             finally:
                 reporter.close()
                 if loading is not None:
                     loading.join()  # an import still under way in another thread must end first
                 trial.finish(plot)
+            # a stop asked for after the last epoch lets the run finish its files: it is complete
             if plot and cfg.optimizer.schedule.name != "constant":
                 outputs.plot_schedule(run_dir / "schedule.png", learning_rates(cfg, setup.steps_per_epoch),
                                       setup.steps_per_epoch, title=f"{cfg.name}: {cfg.optimizer.schedule.name} schedule")
@@ -120,6 +125,12 @@ def train(
                                    compile_seconds=program.compile_seconds, loop=program.label, **extra)
             outputs.write_json(run_dir / "summary.json", summary)
         return Result(state, trial.rows, summary, setup)
+
+
+def _kept(run_dir: Path) -> str:
+    """What a stop during start-up leaves: the checkpoint it would have resumed from, or nothing."""
+    found = list_checkpoints(run_dir / "checkpoints")
+    return f"before training on from {found[-1].name} (kept)" if found else "before the first epoch (nothing was trained)"
 
 
 def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
