@@ -24,11 +24,15 @@ def _spec_from_arguments(target: Path, grid, random, trials, seeds, metric, sche
         key, sep, values = item.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise ConfigError(f"--grid {item}: expected KEY=V1,V2,... e.g. optimizer.lr=0.01,0.1")
+        if key.strip() in params:
+            raise ConfigError(f"--grid {item}: {key.strip()} is given twice; give each key once, with all its values")
         params[key.strip()] = split_values(values)
     for item in random:
         key, sep, dist = item.partition("=")
         if not sep or not key.strip() or not dist.strip():
             raise ConfigError(f"--random {item}: expected KEY=DISTRIBUTION, e.g. optimizer.lr=loguniform(1e-3,1)")
+        if key.strip() in params:
+            raise ConfigError(f"--random {item}: {key.strip()} is given twice (by --grid or --random); give each key once")
         params[key.strip()] = dist.strip()
     if is_sweep_file(target):
         spec, base = read_spec(target)
@@ -70,6 +74,7 @@ def sweep(
     vectorize: Annotated[bool, typer.Option(help="Train shape-compatible trials together under jax.vmap.")] = True,
     out: Annotated[Optional[Path], typer.Option(help="Sweep directory (default: outputs/sweeps/<name>-<time>).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trials and their groups; run nothing.")] = False,
+    max_trials: Annotated[int, typer.Option(min=1, help="Refuse a sweep of more trials than this (counted before any is made).")] = 10_000,
     resume: Annotated[Optional[Path], typer.Option(help="Finish the sweep in this directory: skip finished trials.")] = None,
     log_to: LogToOpt = None,
     mlflow_uri: MlflowUriOpt = None,
@@ -96,9 +101,9 @@ def sweep(
                 raise fail("give a sweep file or a config with --grid/--random, or --resume DIR", 2)
             spec, base = _spec_from_arguments(target, grid or [], random or [], trials, seeds, metric, scheduler, vectorize)
             if dry_run:
-                _print_dry_run(spec, base, [*(overrides or []), *tracked], str(target))
+                _print_dry_run(spec, base, [*(overrides or []), *tracked], str(target), max_trials)
                 return
-            plan = sweep_plan.create(spec, base, [*(overrides or []), *tracked], str(target), out)
+            plan = sweep_plan.create(spec, base, [*(overrides or []), *tracked], str(target), out, max_trials=max_trials)
     typer.echo(f"sweep directory: {plan.path} ({len(plan.trials)} trials)")
     resume_hint = f"dlrun sweep --resume {plan.path}"
     try:
@@ -126,12 +131,12 @@ def _sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _print_dry_run(spec, base: Path, extra: list[str], source: str) -> None:
+def _print_dry_run(spec, base: Path, extra: list[str], source: str, max_trials: int) -> None:
     from dlrun.core.sweep.groups import group_key
     from dlrun.core.sweep.plan import resolve
     from dlrun.core.sweep.spec import _short, metric_and_mode
 
-    trials, configs = resolve(spec, base, extra, source)
+    trials, configs = resolve(spec, base, extra, source, max_trials)
     groups: dict[str, int] = {}
     for t, cfg in zip(trials, configs):
         group = groups.setdefault(group_key(cfg), len(groups)) if spec.vectorize and cfg.experiment.name == "train" and cfg.trainer.devices == 1 else "-"

@@ -245,3 +245,73 @@ def test_a_directory_with_another_runs_checkpoints_is_not_fresh(tmp_path):
     assert result.exit_code == 2 and "holds checkpoints of another run" in result.output
     with pytest.raises(RunDirError, match="holds checkpoints of another run"):  # the Python API too
         run_config(load_config(CONFIGS / "linreg.yaml", ["trainer.progress=none"]), old)
+
+
+# ----------------------------------------------------------------------------- sweep edge cases
+
+
+@pytest.mark.parametrize("dist, phrase", [
+    ("uniform(0, inf)", "finite bounds"), ("uniform(-1e308, 1e308)", "finite difference"),
+    ("loguniform(1e-3, .nan)", "finite bounds"), ("randint(0, 100000000000000000000)", "within"),
+    ("loguniform(0, 1)", "low > 0"), ("uniform(1, 1)", "low < high"),
+])
+def test_distribution_bounds_are_checked(dist, phrase):
+    from dlrun.core.sweep.spec import parse_distribution
+
+    with pytest.raises(ConfigError, match=phrase):
+        parse_distribution(dist, "s.yaml: parameters.optimizer.lr")
+
+
+def run_cli(*args):
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_sweep_target_that_no_trial_reports_is_refused(tmp_path):
+    from .conftest import CONFIGS
+
+    result = run_cli("sweep", str(CONFIGS / "linreg.yaml"), "--grid", "optimizer.lr=0.01,0.03", "--metric", "val/acc",
+                     "--out", str(tmp_path / "sw"))
+    assert result.exit_code == 2 and "never report 'val/acc'" in result.output and "val/loss" in result.output
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_repeated_grid_key_is_refused():
+    from .conftest import CONFIGS
+
+    result = run_cli("sweep", str(CONFIGS / "linreg.yaml"), "--grid", "optimizer.lr=0.01", "--grid", "optimizer.lr=0.1", "--dry-run")
+    assert result.exit_code == 2 and "optimizer.lr is given twice" in result.output
+
+
+def test_a_huge_sweep_is_counted_and_refused_at_once():
+    from .conftest import CONFIGS
+
+    grid = [a for k in ("optimizer.lr", "optimizer.momentum", "seed") for a in ("--grid", f"{k}=" + ",".join(str(i / 1000) if k != "seed" else str(i) for i in range(1, 101)))]
+    t0 = time.monotonic()
+    result = run_cli("sweep", str(CONFIGS / "linreg.yaml"), *grid, "--dry-run")
+    assert result.exit_code == 2 and "1,000,000 trials, more than 10,000" in result.output and "--max-trials 1000000" in result.output
+    assert time.monotonic() - t0 < 10
+
+
+def test_resume_remakes_a_deleted_trial_directory(tmp_path):
+    import shutil
+
+    from .conftest import CONFIGS
+
+    base = tmp_path / "linreg.yaml"
+    shutil.copy(CONFIGS / "linreg.yaml", base)
+    sw = tmp_path / "sw"
+    result = run_cli("sweep", str(base), "--grid", "optimizer.lr=0.01,0.03", "--set", "trainer.epochs=1", "--out", str(sw))
+    assert result.exit_code == 0, result.output
+    gone = sorted((sw / "trials").iterdir())[0]
+    shutil.rmtree(gone)
+    result = run_cli("sweep", "--resume", str(sw))
+    assert result.exit_code == 0, result.output
+    assert "were missing and are made again" in result.output and (gone / "summary.json").is_file()
+    shutil.rmtree(gone)  # the base changed since: the trial cannot be made as it was
+    base.write_text(base.read_text().replace("batch_size: 10", "batch_size: 20"))
+    result = run_cli("sweep", "--resume", str(sw))
+    assert result.exit_code == 2 and "has changed since the sweep began (data.batch_size)" in result.output

@@ -40,6 +40,8 @@ from ..config import Config, ConfigError, load_config, read_yaml_mapping
 from ..config.messages import describe_errors
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+MAX_RANDINT = 2**53  # an int64 draw, and exact as a float in a results table
+MAX_TRIALS = 10_000  # a sweep larger than this is refused unless asked for (--max-trials)
 _CALL = re.compile(r"^\s*([A-Za-z_]+)\s*\((.*)\)\s*$", re.S)
 
 
@@ -132,6 +134,10 @@ def parse_distribution(text: str, where: str) -> Distribution:
     if len(args) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
         raise ConfigError(f"{where}: {kind}(low, high) takes two numbers, found {text!r}")
     low, high = args
+    if not all(math.isfinite(a) for a in args) or not math.isfinite(high - low):
+        raise ConfigError(f"{where}: {kind}(low, high) needs finite bounds with a finite difference, found {text!r}")
+    if kind == "randint" and max(abs(low), abs(high)) > MAX_RANDINT:
+        raise ConfigError(f"{where}: randint(low, high) bounds must lie within +-{MAX_RANDINT:.0e}, found {text!r}")
     if not low < high:
         raise ConfigError(f"{where}: {kind}(low, high) needs low < high, found {text!r}")
     if kind == "loguniform" and low <= 0:
@@ -227,9 +233,25 @@ def swept_keys(spec: SweepSpec) -> list[str]:
     return [k for k in dict.fromkeys(keys) if k != "seed"]
 
 
-def expand(spec: SweepSpec, source: str, base_seed: int = 0) -> list[Trial]:
+def count_trials(spec: SweepSpec, source: str) -> int:
+    """How many trials `spec` expands to, counted without expanding it."""
+    ax = axes(spec, source)
+    combos = spec.trials if spec.trials is not None else math.prod(len(v) for v in ax.values())
+    seeds = 1 if "seed" in ax else spec.seeds
+    return combos * max(len(spec.cases), 1) * seeds
+
+
+def expand(spec: SweepSpec, source: str, base_seed: int = 0, max_trials: int = MAX_TRIALS) -> list[Trial]:
     """The trials a spec asks for, in a fixed order (grid: row-major; random: draws from
-    `sample_seed`), each repeated for `seeds` seeds: base_seed, base_seed + 1, ..."""
+    `sample_seed`), each repeated for `seeds` seeds: base_seed, base_seed + 1, ...
+
+    Raises:
+        ConfigError: more than `max_trials` trials (counted before any is made).
+    """
+    n = count_trials(spec, source)
+    if n > max_trials:
+        raise ConfigError(f"{source}: the sweep has {n:,} trials, more than {max_trials:,}; "
+                          f"give --max-trials {n} if that many is meant")
     ax = axes(spec, source)
     if spec.trials is None:
         combos = [dict(zip(ax, values)) for values in itertools.product(*ax.values())]
@@ -274,3 +296,15 @@ def metric_and_mode(spec: SweepSpec, cfg: Config) -> tuple[str, str]:
                "val/loss" if cfg.data.name == "fra_eng" or not LOSSES[cfg.loss.name].classify else "val/acc")
     metric = spec.metric or default
     return metric, spec.mode or ("max" if metric.endswith("acc") else "min")
+
+
+def check_metric(metric: str, cfg: Config, source: str) -> None:
+    """A sweep's target must be a metric its trials report (the generic loop's, per epoch);
+    an experiment's trials are checked by what they write."""
+    from ..config.schema import training_metrics
+
+    if cfg.experiment.name != "train":
+        return
+    reported = sorted(m for m in training_metrics(cfg) if m.startswith(("train/", "val/")))
+    if metric not in reported:
+        raise ConfigError(f"{source}: metric: the trials never report {metric!r}; they report {', '.join(reported)}")
