@@ -154,12 +154,16 @@ def gradcheck(
     overrides: SetOpt = None,
     *,
     tol: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
-    per_leaf: Annotated[int, typer.Option(help="Coordinates checked per parameter array.")] = 5,
+    per_leaf: Annotated[int, typer.Option(min=1, max=10_000, help="Coordinates checked per parameter array.")] = 5,
 ) -> None:
     """Check autodiff gradients of the config's model and loss against finite differences (D2L 4.7).
 
     Exits 1 when the largest relative error exceeds --tol.
     """
+    import math
+
+    if not (math.isfinite(tol) and tol >= 0):
+        raise fail(f"--tol {tol}: expected a finite number >= 0, e.g. 1e-6", 2)
     cfg = _load(config, overrides)
     import jax
 
@@ -173,9 +177,11 @@ def gradcheck(
             f"{row['param']:<22} {str(row['index']):<12} autodiff {row['autodiff']:+.10e}  "
             f"numeric {row['numeric']:+.10e}  rel {row['rel_error']:.1e}"
         )
-    verdict = "ok" if result.max_rel_error <= tol else "FAILED"
-    typer.echo(f"{verdict}: {result.checked} coordinates, largest relative error {result.max_rel_error:.2e} (tol {tol:.0e})")
-    if result.max_rel_error > tol:
+    passed = math.isfinite(result.max_rel_error) and result.max_rel_error <= tol  # a NaN gradient never passes
+    typer.echo(f"{'ok' if passed else 'FAILED'}: {result.checked} coordinates, largest relative error "
+               f"{result.max_rel_error:.2e} (tol {tol:.0e})" + ("" if math.isfinite(result.max_rel_error) else
+                                                              "; a gradient or its finite difference is not finite"))
+    if not passed:
         raise typer.Exit(code=1)
 
 

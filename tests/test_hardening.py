@@ -315,3 +315,65 @@ def test_resume_remakes_a_deleted_trial_directory(tmp_path):
     base.write_text(base.read_text().replace("batch_size: 10", "batch_size: 20"))
     result = run_cli("sweep", "--resume", str(sw))
     assert result.exit_code == 2 and "has changed since the sweep began (data.batch_size)" in result.output
+
+
+# ----------------------------------------------------------------------------- data files and gradcheck
+
+
+@pytest.mark.parametrize("value, shown", [("inf", "inf"), ("1e300", "1e+300"), ("-inf", "-inf")])
+def test_a_non_finite_or_absurd_number_in_a_csv_is_a_data_error(tmp_path, value, shown):
+    from dlrun.core.data.tabular import read_table
+    from dlrun.core.errors import DataError
+
+    path = tmp_path / "t.csv"
+    path.write_text(f"a,b,price\n1,x,10\n2,,11\n{value},y,12\n")
+    with pytest.raises(DataError) as err:
+        read_table(path)
+    assert f"{path}: column 'a' holds {shown} at line 4" in str(err.value)
+    path.write_text("a,b,price\n1,x,10\nNA,,11\n")  # a missing value is not a bad one
+    assert len(read_table(path)) == 2
+
+
+@pytest.mark.parametrize("shape", [(0, 28, 28), (5, 0, 28)])
+def test_an_idx_file_with_no_images_is_named(tmp_path, shape):
+    import numpy as np
+
+    from dlrun.core.data.fashion_mnist import _read_checked
+    from dlrun.core.data.idx import write_idx
+    from dlrun.core.errors import DataError
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    write_idx(path, np.zeros(shape, np.uint8))
+    with pytest.raises(DataError, match=f"{path}: declares"):
+        _read_checked(path, 0x803)
+
+
+def test_an_idx_header_with_impossible_sizes_is_named(tmp_path):
+    from dlrun.core.data.idx import IDXError, parse_idx
+
+    header = bytes([0, 0, 0x08, 3]) + b"".join((2**32 - 1).to_bytes(4, "big") for _ in range(3))
+    with pytest.raises(IDXError, match="x.idx: header declares shape"):
+        parse_idx(header + b"\x00" * 16, "x.idx")
+
+
+def test_gradcheck_never_passes_a_nan(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+    from dlrun.core.training import gradcheck as gc
+
+    from .conftest import CONFIGS
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["gradcheck", str(CONFIGS / "linreg.yaml"), "--tol", "nan"]).exit_code == 2
+    assert runner.invoke(app, ["gradcheck", str(CONFIGS / "linreg.yaml"), "--per-leaf", "0"]).exit_code == 2
+    real = gc.gradcheck
+
+    def with_a_nan(cfg, **kw):
+        result = real(cfg, **kw)
+        rows = [dict(result.rows[0], rel_error=float("nan")), *result.rows[1:]]
+        return gc.GradCheck(float(__import__("numpy").max([r["rel_error"] for r in rows])), result.checked, rows)
+
+    monkeypatch.setattr(gc, "gradcheck", with_a_nan)
+    result = runner.invoke(app, ["gradcheck", str(CONFIGS / "linreg.yaml")])
+    assert result.exit_code == 1 and "FAILED" in result.output and "not finite" in result.output

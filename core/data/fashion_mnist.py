@@ -62,6 +62,9 @@ def _read_checked(path, magic: int) -> np.ndarray:
             f"{path}: expected {'images (n, rows, cols)' if expected_ndim == 3 else 'labels (n,)'} of "
             f"unsigned bytes (IDX magic 0x{magic:08x}), found shape {array.shape} of {array.dtype}"
         )
+    if array.shape[0] == 0 or 0 in array.shape[1:]:
+        raise DataError(f"{path}: declares {' x '.join(map(str, array.shape))} {'images' if expected_ndim == 3 else 'labels'}; "
+                        "expected at least one, of a size above 0")
     if magic == 0x801 and array.size and array.max() > 9:
         raise DataError(f"{path}: labels must lie in 0..9, found {array.max()}")
     return array

@@ -7,6 +7,7 @@ dimension, then the values in row-major order. Files may be gzip-compressed.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise IDXError(f"{name}: truncated IDX header ({len(raw)} bytes, {ndim} dimensions declared)")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = _DTYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a declared size cannot overflow
     if len(raw) - header != expected:
         raise IDXError(
             f"{name}: header declares shape {shape} ({expected} bytes of data) "

@@ -65,7 +65,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV with a header row; "NA" and empty fields become missing values (as in D2L 2.2).
 
     Raises:
-        DataError: the file is not UTF-8 text, is empty, is not a CSV, or has no data rows.
+        DataError: the file is not UTF-8 text, is empty, is not a CSV, has no data rows, or
+            holds a number that is infinite or beyond float32's range.
     """
     import pandas as pd
 
@@ -88,7 +89,32 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: is not a valid CSV table: {' '.join(str(err).split())}") from None
     if len(table) == 0:
         raise DataError(f"{path}: has a header row ({', '.join(map(str, table.columns[:8]))}) but no data rows")
+    check_numbers(table, str(path))
     return table
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_numbers(table: pd.DataFrame, source: str) -> None:
+    """Every number in a numeric column is finite and fits float32 (a missing value is fine): an
+    `inf` or 1e300 would otherwise surface as a diverging run far from its cause.
+
+    Raises:
+        DataError: naming the file, the column, the first bad row (its line in the file) and value.
+    """
+    for column in table.columns:
+        values = table[column]
+        if values.dtype.kind not in "fiu":
+            continue
+        numbers = values.to_numpy(np.float64)
+        bad = np.isinf(numbers) | (np.abs(np.nan_to_num(numbers)) > FLOAT32_MAX)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{source}: column '{column}' holds {float(numbers[first])!r} at line {first + 2} "
+                f"({int(bad.sum())} such value(s)); expected finite numbers within +-{FLOAT32_MAX:.3g}"
+            )
 
 
 def split_target(table: pd.DataFrame, target: str, drop: tuple[str, ...], source: str) -> tuple[pd.DataFrame, np.ndarray]:
