@@ -22,7 +22,11 @@ def list_configs(
         raise fail(f"{directory}: holds no .yaml configs", 2)
     width = max(len(str(p.relative_to(directory))) for p in paths)
     for path in paths:
-        lines = header_comment(path)
+        try:
+            lines = header_comment(path)
+        except OSError as err:  # unreadable: said on its line, the others still listed
+            typer.echo(f"{str(path.relative_to(directory)):<{width}}  (unreadable: {err.strerror or err})")
+            continue
         what = lines[0] if lines else "(no description comment)"
         typer.echo(f"{str(path.relative_to(directory)):<{width}}  {_book_column(path):<32}  {what}")
 

@@ -177,12 +177,12 @@ def compare(
     with guarded():
         if len(paths) == 1 and (paths[0] / sweep_plan.SWEEP_FILE).is_file():
             plan = sweep_plan.load(paths[0])
-            runs = [core_compare.load_run(d, name=d.name) for d in plan.dirs]
+            runs = core_compare.load_runs(plan.dirs, [d.name for d in plan.dirs], _warn)
             params = swept_keys(plan.spec)
             metric, mode = metric or plan.metric, plan.mode if metric in (None, plan.metric) else _mode(metric)
             target, title = out or plan.path, plan.spec.name
         else:
-            runs = [core_compare.load_run(p, name=str(p)) for p in paths]
+            runs = core_compare.load_runs(paths, [str(p) for p in paths], _warn)
             params = core_compare.differing_keys(runs)
             metric = metric or ("val/acc" if all("val/acc" in r.metrics for r in runs) else "val/loss")
             mode = _mode(metric)
@@ -192,6 +192,10 @@ def compare(
     df = core_compare.write_report(target, runs, params, metric, mode, title)
     typer.echo(core_compare.markdown(df, params, metric, mode, title).split("## All trials")[0].rstrip())
     typer.echo(f"\nwritten: {target}/results.csv, results.md, curves.png")
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
 
 
 def _mode(metric: str) -> str:

@@ -3,6 +3,7 @@ bombs, files that never end, booleans where numbers belong, checkpoints past epo
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -377,3 +378,57 @@ def test_gradcheck_never_passes_a_nan(tmp_path, monkeypatch):
     monkeypatch.setattr(gc, "gradcheck", with_a_nan)
     result = runner.invoke(app, ["gradcheck", str(CONFIGS / "linreg.yaml")])
     assert result.exit_code == 1 and "FAILED" in result.output and "not finite" in result.output
+
+
+# ----------------------------------------------------------------------------- compare and list over bad entries
+
+
+def test_compare_leaves_out_each_bad_run_with_a_message(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+    from dlrun.experiments import run_config
+
+    from .conftest import CONFIGS
+
+    good = tmp_path / "good"
+    run_config(load_config(CONFIGS / "linreg.yaml", ["trainer.progress=none", "trainer.epochs=1"]), good)
+    bad = {"empty": ("metrics.csv", b""), "binary": ("metrics.csv", b"\x00\xff\x12\x80"), "config": ("config.yaml", b"x: [")}
+    for name, (file, content) in bad.items():
+        shutil.copytree(good, tmp_path / name)
+        (tmp_path / name / file).write_bytes(content)
+    runner = CliRunner()
+    result = runner.invoke(app, ["compare", str(good), *(str(tmp_path / n) for n in bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    for name, (file, _) in bad.items():
+        assert f"warning: {tmp_path / name / file}: cannot be read" in result.output
+    assert (tmp_path / "out" / "results.csv").read_text().count("\n") == 2  # the header and the good run
+    result = runner.invoke(app, ["compare", *(str(tmp_path / n) for n in bad), "--out", str(tmp_path / "out2")])
+    assert result.exit_code == 2 and "nothing to compare" in result.output
+
+
+def test_list_says_which_config_is_unreadable_and_lists_the_rest(tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dlrun.cli import listing
+    from dlrun.cli.main import app
+
+    from .conftest import CONFIGS
+
+    shutil.copy(CONFIGS / "linreg.yaml", tmp_path / "linreg.yaml")
+    shutil.copy(CONFIGS / "mlp.yaml", tmp_path / "secret.yaml")
+    real = listing.header_comment
+
+    def header_comment(path):  # as a file without read permission behaves (tests may run as root)
+        if Path(path).name == "secret.yaml":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(listing, "header_comment", header_comment)
+    result = CliRunner().invoke(app, ["list", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "secret.yaml  (unreadable: Permission denied)" in result.output and "3.2 val/loss" in result.output

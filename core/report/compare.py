@@ -33,17 +33,50 @@ class Run(NamedTuple):
 
 
 def load_run(path: str | Path, name: str | None = None) -> Run:
-    """Read one run directory. A run with a summary and no status file is done."""
+    """Read one run directory. A run with a summary and no status file is done.
+
+    Raises:
+        CompareError: no config.yaml, or a config.yaml or metrics.csv that cannot be read.
+    """
     path = Path(path)
     if not (path / "config.yaml").is_file():
         raise CompareError(f"{path}: not a run directory (no config.yaml)")
-    config = flatten(yaml.safe_load((path / "config.yaml").read_text()) or {})
-    metrics = pd.read_csv(path / "metrics.csv") if (path / "metrics.csv").is_file() else pd.DataFrame()
+    try:
+        raw = yaml.safe_load((path / "config.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise CompareError(f"{path}/config.yaml: cannot be read ({' '.join(str(err).split())[:200]})") from None
+    if not isinstance(raw, dict):
+        raise CompareError(f"{path}/config.yaml: expected a mapping of config keys, found {type(raw).__name__}")
+    config = flatten(raw)
+    try:
+        metrics = pd.read_csv(path / "metrics.csv") if (path / "metrics.csv").is_file() else pd.DataFrame()
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise CompareError(f"{path}/metrics.csv: cannot be read ({' '.join(str(err).split())[:200]})") from None
+    if len(metrics) and "epoch" not in metrics:
+        raise CompareError(f"{path}/metrics.csv: has no epoch column; not a run's metrics")
     status = _read_json(path / "status.json")
     summary = _read_json(path / "summary.json")
     state = status.get("status") or ("done" if summary else ("running" if len(metrics) else "missing"))
     seconds = status.get("seconds", summary.get("wall_seconds", float("nan")))
     return Run(name or path.name, path, config, metrics, state, status.get("error", ""), float(seconds))
+
+
+def load_runs(paths: Sequence[Path], names: Sequence[str], warn) -> list[Run]:
+    """The runs that can be read; `warn(message)` hears of each that cannot, which is left out.
+
+    Raises:
+        CompareError: none of them can be read.
+    """
+    runs, problems = [], []
+    for path, name in zip(paths, names):
+        try:
+            runs.append(load_run(path, name=name))
+        except CompareError as err:
+            problems.append(str(err))
+            warn(f"{err}; left out")
+    if not runs:
+        raise CompareError("nothing to compare: " + "; ".join(problems))
+    return runs
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -179,7 +179,7 @@ def run(plan: Plan, single: SingleRunner, workers: int = 1, executor: str = "loc
                 _run_tasks(tasks, workers, executor, address, echo, stop, total)
             if stop is not None:
                 _prune(plan, stop, echo)
-        runs = [compare.load_run(d, name=d.name) for d in plan.dirs]
+        runs = compare.load_runs(plan.dirs, [d.name for d in plan.dirs], lambda m: echo(f"warning: {m}"))
         params = swept_keys(plan.spec)
         df = compare.write_report(plan.path, runs, params, plan.metric, plan.mode, title=plan.spec.name)
         if first.trainer.log_to:
