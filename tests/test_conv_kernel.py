@@ -118,7 +118,7 @@ def test_step_gradient_matches_finite_differences(w):
 
 
 def test_bad_options_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="experiment.iterations: expected a value greater than 0"):
+    with pytest.raises(ConfigError, match="experiment.iterations: expected a number above 0"):
         run(tmp_path, "experiment.iterations=0")
     with pytest.raises(ConfigError, match="experiment.iteration: unknown key; did you mean 'experiment.iterations'"):
         run(tmp_path, "experiment.iteration=5")

@@ -432,3 +432,38 @@ def test_list_says_which_config_is_unreadable_and_lists_the_rest(tmp_path, monke
     result = CliRunner().invoke(app, ["list", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "secret.yaml  (unreadable: Permission denied)" in result.output and "3.2 val/loss" in result.output
+
+
+# ----------------------------------------------------------------------------- messages in the project's words
+
+
+@pytest.mark.parametrize("override, phrase", [
+    ("seed=123456789012345678901", "seed: expected a number of at most 4294967295"),
+    ("name=bad/name", "name: expected a name of letters, digits"),
+    ("trainer.epochs=0", "trainer.epochs: expected a number above 0"),
+    ("optimizer.lr=abc", "optimizer.lr: expected a number, found 'abc'"),
+    ("model.hidden=[1.5]", "expected a whole number, found 1.5"),
+    ("book={section: '4.6', metric: val/acc}", "book.reported: required, but not given"),
+    ("book={section: 'four', metric: val/acc, reported: [1, 2]}", "book.section: expected a section number such as 4.6"),
+    ("trainer.mlflow_uri=''", "trainer.mlflow_uri: expected text of at least 1 character"),
+])
+def test_config_errors_name_the_set_and_speak_plainly(override, phrase):
+    from .conftest import CONFIGS
+
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "mlp.yaml", [override])
+    message = str(err.value)
+    assert message.startswith(f"--set {override}") and phrase in message, message
+    for pydantic_words in ("Input should", "String should", "Field required", "valid integer", "Value error"):
+        assert pydantic_words not in message
+
+
+def test_the_divergence_advice_does_not_suggest_a_resume(tmp_path):
+    from dlrun.core.errors import TrainingDiverged
+    from dlrun.experiments import run_config
+
+    from .conftest import CONFIGS
+
+    with pytest.raises(TrainingDiverged) as err:
+        run_config(load_config(CONFIGS / "linreg.yaml", ["trainer.progress=none", "optimizer.lr=100"]), tmp_path / "run")
+    assert "Start a new run with a lower optimizer.lr" in str(err.value) and "resuming keeps the config" in str(err.value)

@@ -116,7 +116,7 @@ def test_options_and_sections_are_checked(tmp_path, house_files):
     train, test = house_files
     with pytest.raises(ConfigError, match="experiment.predcit: unknown key; did you mean 'experiment.predict'"):
         run(kaggle_config("kaggle_house.yaml", train, test, "experiment.predcit=false"), tmp_path / "a")
-    with pytest.raises(ConfigError, match="experiment.k: expected a value greater than or equal to 2, found 1"):
+    with pytest.raises(ConfigError, match="experiment.k: expected a number of at least 2, found 1"):
         run(kaggle_config("kaggle_house.yaml", train, test, "experiment.k=1"), tmp_path / "b")
     with pytest.raises(ConfigError, match="loss.name: kaggle_house regresses prices"):
         run(kaggle_config("kaggle_house.yaml", train, test, "loss.name=cross_entropy"), tmp_path / "c")

@@ -119,7 +119,7 @@ def test_an_invalid_value_names_the_trial(tmp_path):
     path = write_sweep(tmp_path, "parameters:\n  optimizer.lr: [0.1, -1]\n")
     spec, base = read_spec(path)
     bad = expand(spec, str(path))[1]
-    with pytest.raises(ConfigError, match=r"optimizer.lr=-1.*greater than 0"):
+    with pytest.raises(ConfigError, match=r"optimizer.lr=-1.*a number above 0"):
         trial_config(base, spec, bad, [], str(path))
 
 

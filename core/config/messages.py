@@ -53,10 +53,36 @@ def _describe(error: dict, root: type, source: str, set_keys: dict[str, str], pr
         return f"{where}: {dotted}: {error['msg'].removeprefix('Value error, ')}"
     if kind == "literal_error":
         return f"{where}: {dotted}: expected one of {error['ctx']['expected']}, found {_show(found)}"
-    expected = error["msg"].removeprefix("Input should be ").removeprefix("Value should be ")
-    if expected.startswith(("greater", "less")):
-        expected = "a value " + expected
+    if kind == "missing":
+        return f"{where}: {dotted}: required, but not given"
+    ctx = error.get("ctx") or {}
+    phrase = _EXPECTED.get(kind)
+    expected = phrase(ctx) if phrase else error["msg"].removeprefix("Input should be ").removeprefix("Value should be ")
     return f"{where}: {dotted}: expected {expected}, found {_show(found)}"
+
+
+# pydantic's phrases ("Input should be a valid integer", "String should match pattern '^...$'")
+# in the project's words, by error type
+_PATTERNS = {
+    r"^[A-Za-z0-9_.-]+$": "a name of letters, digits, '_', '.' or '-' (no spaces or slashes)",
+    r"^\d+(\.\d+)*$": "a section number such as 4.6",
+    r"^(train|val)/\w+$": "a metric such as val/acc or train/loss",
+    r"^[A-Za-z0-9_./-]+$": "a summary key such as val/acc",
+}
+_EXPECTED = {
+    "int_type": lambda c: "a whole number", "int_parsing": lambda c: "a whole number",
+    "int_from_float": lambda c: "a whole number", "float_type": lambda c: "a number",
+    "float_parsing": lambda c: "a number", "bool_type": lambda c: "true or false",
+    "bool_parsing": lambda c: "true or false", "string_type": lambda c: "text",
+    "list_type": lambda c: "a list", "tuple_type": lambda c: "a list", "dict_type": lambda c: "a mapping",
+    "greater_than": lambda c: f"a number above {c['gt']}", "greater_than_equal": lambda c: f"a number of at least {c['ge']}",
+    "less_than": lambda c: f"a number below {c['lt']}", "less_than_equal": lambda c: f"a number of at most {c['le']}",
+    "finite_number": lambda c: "a finite number",
+    "string_too_short": lambda c: f"text of at least {c['min_length']} character(s)",
+    "string_too_long": lambda c: f"text of at most {c['max_length']} characters",
+    "too_short": lambda c: f"at least {c['min_length']} item(s)", "too_long": lambda c: f"at most {c['max_length']} items",
+    "string_pattern_mismatch": lambda c: _PATTERNS.get(c["pattern"], f"text of the form {c['pattern']}"),
+}
 
 
 def _user_loc(loc: tuple) -> tuple[tuple, tuple]:

@@ -85,7 +85,7 @@ class OptimizerConfig(Section):
 
 
 class TrainerConfig(Section):
-    epochs: int = Field(10, gt=0)
+    epochs: int = Field(10, gt=0, le=10_000_000)
     loop: Literal["auto", "step", "scan"] = "auto"
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
     checkpoint_every: int = Field(1, ge=0, description="epochs between checkpoints; 0: only at the end")
@@ -152,7 +152,7 @@ def training_metrics(cfg: Config) -> set[str]:
 class Config(Section):
     experiment: ExperimentConfig = ExperimentConfig()
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="the root of every random draw (a 32-bit number)")
     data: DataConfig = FashionMNISTData()
     model: ModelConfig = MLPModel()
     loss: LossConfig = LossConfig()

@@ -119,7 +119,8 @@ def divergence_message(trial: Trial, epoch: int, batch: int, steps_per_epoch: in
     kept = (f"epochs 1-{len(trial.rows)} and the last checkpoint are kept in {trial.run_dir}" if trial.rows
             else f"nothing was trained yet in {trial.run_dir}")
     return (f"the loss or a gradient became non-finite at step {step} (epoch {epoch}, batch {batch}); {kept}. "
-            "Try a lower optimizer.lr or gradient clipping (optimizer.clip_norm=1.0).")
+            "Start a new run with a lower optimizer.lr or with gradient clipping (--set optimizer.clip_norm=1.0); "
+            "resuming keeps the config, so it would diverge again.")
 
 
 def _first_bad_batch(metrics: HostMetrics) -> int | None:
