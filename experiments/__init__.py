@@ -22,6 +22,7 @@ from . import (
     attention,
     conv_kernel,
     corpus_stats,
+    data_preprocessing,
     distribution_shift,
     initialization,
     kaggle_house,
@@ -38,6 +39,7 @@ class Experiment(NamedTuple):
 
 
 EXPERIMENTS: dict[str, Experiment] = {
+    "data_preprocessing": Experiment(data_preprocessing.run, data_preprocessing.DataPreprocessingOptions, ("max_difference",)),
     "polynomial_degrees": Experiment(polynomial.run, polynomial.DegreeOptions),
     "initialization": Experiment(initialization.run, initialization.InitOptions),
     "distribution_shift": Experiment(distribution_shift.run, distribution_shift.DistributionShiftOptions),

@@ -357,7 +357,16 @@ def test_an_idx_header_with_impossible_sizes_is_named(tmp_path):
         parse_idx(header + b"\x00" * 16, "x.idx")
 
 
-def test_gradcheck_never_passes_a_nan(tmp_path, monkeypatch):
+@pytest.fixture
+def float32_after():
+    """`dlrun gradcheck` in this process turns on float64 for good: turn it off again."""
+    yield
+    import jax
+
+    jax.config.update("jax_enable_x64", False)
+
+
+def test_gradcheck_never_passes_a_nan(tmp_path, monkeypatch, float32_after):
     from typer.testing import CliRunner
 
     from dlrun.cli.main import app
@@ -467,3 +476,22 @@ def test_the_divergence_advice_does_not_suggest_a_resume(tmp_path):
     with pytest.raises(TrainingDiverged) as err:
         run_config(load_config(CONFIGS / "linreg.yaml", ["trainer.progress=none", "optimizer.lr=100"]), tmp_path / "run")
     assert "Start a new run with a lower optimizer.lr" in str(err.value) and "resuming keeps the config" in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, phrase", [
+    (["model.hidden=[1000000000]"], "the model's 795,000,000,010 parameters"),
+    (["data.resize=100000", "model.hidden=[8]"], "a batch of 16 examples of 100000x100000x1 floats need at least 640 GB"),
+])
+def test_sizes_that_cannot_fit_are_refused_with_the_estimate(tmp_path, fake_fmnist_dir, overrides, phrase):
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+
+    from .conftest import CONFIGS
+
+    sets = [a for o in [f"data.dir={fake_fmnist_dir}", "data.batch_size=16", *overrides] for a in ("--set", o)]
+    t0 = time.monotonic()
+    result = CliRunner().invoke(app, ["train", str(CONFIGS / "mlp.yaml"), *sets, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert phrase in result.output and "more than" in result.output and "smaller" in result.output
+    assert time.monotonic() - t0 < 60  # refused from the shapes, before anything is allocated

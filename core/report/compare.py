@@ -12,13 +12,14 @@ import math
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from ..config import flatten
 from ..errors import CompareError
-from . import outputs
+from . import compare_figures, outputs
+from .compare_figures import _fmt
+from .runs import read_json
 
 
 class Run(NamedTuple):
@@ -54,8 +55,8 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         raise CompareError(f"{path}/metrics.csv: cannot be read ({' '.join(str(err).split())[:200]})") from None
     if len(metrics) and "epoch" not in metrics:
         raise CompareError(f"{path}/metrics.csv: has no epoch column; not a run's metrics")
-    status = _read_json(path / "status.json")
-    summary = _read_json(path / "summary.json")
+    status = read_json(path / "status.json")
+    summary = read_json(path / "summary.json")
     state = status.get("status") or ("done" if summary else ("running" if len(metrics) else "missing"))
     seconds = status.get("seconds", summary.get("wall_seconds", float("nan")))
     return Run(name or path.name, path, config, metrics, state, status.get("error", ""), float(seconds))
@@ -77,13 +78,6 @@ def load_runs(paths: Sequence[Path], names: Sequence[str], warn) -> list[Run]:
     if not runs:
         raise CompareError("nothing to compare: " + "; ".join(problems))
     return runs
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def differing_keys(runs: Sequence[Run]) -> list[str]:
@@ -163,10 +157,6 @@ def _md_table(df: pd.DataFrame) -> list[str]:
     ]
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
-
-
 def write_report(out_dir: Path, runs: Sequence[Run], params: Sequence[str], metric: str, mode: str, title: str) -> pd.DataFrame:
     """results.csv, results.md, curves.png, and per parameter <metric>_vs_<param>.png, with
     heatmap.png when exactly two parameters were varied, and progress.png (the metric against
@@ -174,13 +164,13 @@ def write_report(out_dir: Path, runs: Sequence[Run], params: Sequence[str], metr
     df = results_table(runs, params, metric, mode)
     outputs.write_atomic(out_dir / "results.csv", df.to_csv(index=False, float_format="%.8g"))
     outputs.write_atomic(out_dir / "results.md", markdown(df, params, metric, mode, title))
-    _save(out_dir / "curves.png", _curves_figure(runs, metric, title))
+    _save(out_dir / "curves.png", compare_figures.curves_figure(runs, metric, title))
     for p in params:
-        _save(out_dir / f"{_safe(metric)}_vs_{_safe(p)}.png", _param_figure(df, p, metric))
+        _save(out_dir / f"{_safe(metric)}_vs_{_safe(p)}.png", compare_figures.param_figure(df, p, metric))
     if len(params) == 2:
-        _save(out_dir / "heatmap.png", _heatmap_figure(df, params, metric))
+        _save(out_dir / "heatmap.png", compare_figures.heatmap_figure(df, params, metric))
     if "data.batch_size" in params:
-        _save(out_dir / "progress.png", _progress_figure(runs, metric, title))
+        _save(out_dir / "progress.png", compare_figures.progress_figure(runs, metric, title))
     return df
 
 
@@ -192,120 +182,3 @@ def _save(path: Path, fig) -> None:
     if fig is None:
         return
     outputs.write_figure(path, fig)
-
-
-def _figure(size=(6, 4)):
-    from matplotlib.figure import (
-        Figure,  # no pyplot: no global state, no display needed
-    )
-
-    return Figure(figsize=size, layout="constrained")
-
-
-def _curves_figure(runs: Sequence[Run], metric: str, title: str):
-    fig = _figure((7, 4.5))
-    ax = fig.subplots()
-    shown = [r for r in runs if metric in r.metrics]
-    if not shown:
-        return None
-    from matplotlib import colormaps
-    from matplotlib.ticker import MaxNLocator
-
-    # one colour per setting: the seeds of one setting share it
-    settings = {}
-    for run in shown:
-        settings.setdefault(json.dumps({k: v for k, v in run.config.items() if k not in ("seed", "name")}, sort_keys=True, default=str), len(settings))
-    cmap = colormaps["viridis"]
-    for run in shown:
-        k = settings[json.dumps({k: v for k, v in run.config.items() if k not in ("seed", "name")}, sort_keys=True, default=str)]
-        style = "-" if run.status == "done" else ":"
-        ax.plot(run.metrics["epoch"], run.metrics[metric], style, color=cmap(k / max(len(settings) - 1, 1)),
-                label=run.name if len(shown) <= 12 else None, linewidth=1.2)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{title}: {metric} of every trial" + (" (dotted: pruned or failed)" if any(r.status != "done" for r in shown) else ""), fontsize=9)
-    ax.grid(alpha=0.3)
-    if len(shown) <= 12:
-        ax.legend(fontsize=6)
-    if metric.endswith("loss") and all((r.metrics[metric] > 0).all() for r in shown):
-        ax.set_yscale("log")
-    return fig
-
-
-def _progress_figure(runs: Sequence[Run], metric: str, title: str):
-    """The metric against examples trained on and against cumulative training seconds: which
-    batch size makes progress fastest per example and per second (D2L 11.5)."""
-    shown = [r for r in runs if {metric, "examples", "seconds"} <= set(r.metrics.columns)]
-    if not shown:
-        return None
-    fig = _figure((10, 4))
-    by_examples, by_time = fig.subplots(1, 2)
-    for run in shown:
-        batch = run.config.get("data.batch_size", "?")
-        by_examples.plot(run.metrics["examples"], run.metrics[metric], marker="o", markersize=2, label=f"batch {batch}")
-        by_time.plot(run.metrics["seconds"].cumsum(), run.metrics[metric], marker="o", markersize=2, label=f"batch {batch}")
-    from matplotlib.ticker import NullFormatter
-
-    for ax, xlabel in ((by_examples, "examples seen"), (by_time, "training seconds")):
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title}: {metric} against examples and time", fontsize=9)
-    return fig
-
-
-def _numeric(values: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-
-
-def _param_figure(df: pd.DataFrame, param: str, metric: str):
-    col = f"final {metric}"
-    done = df[df["status"] == "done"]
-    if col not in done or done.empty:
-        return None
-    fig = _figure()
-    ax = fig.subplots()
-    stats = done.groupby(param, sort=True)[col].agg(["mean", "std"]).reset_index()
-    if _numeric(done[param]):
-        x = stats[param].to_numpy(float)
-        ax.scatter(done[param], done[col], s=12, alpha=0.4, label="trials")
-        ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label="mean +- std over seeds")
-        if (x > 0).all() and x.max() / x.min() >= 10:
-            ax.set_xscale("log")
-    else:
-        labels = [str(v) for v in stats[param]]
-        ax.errorbar(range(len(labels)), stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, linestyle="none")
-        ax.set_xticks(range(len(labels)), labels)
-    ax.set_xlabel(param)
-    ax.set_ylabel(f"final {metric}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7) if _numeric(done[param]) else None
-    return fig
-
-
-def _heatmap_figure(df: pd.DataFrame, params: Sequence[str], metric: str):
-    col = f"final {metric}"
-    done = df[df["status"] == "done"]
-    if col not in done or done.empty:
-        return None
-    px, py = params
-    fig = _figure((6.5, 5))
-    ax = fig.subplots()
-    if done[px].nunique() <= 12 and done[py].nunique() <= 12:
-        grid = done.pivot_table(index=py, columns=px, values=col, aggfunc="mean")
-        image = ax.imshow(grid.to_numpy(float), cmap="viridis", aspect="auto", origin="lower")
-        ax.set_xticks(range(grid.shape[1]), [_fmt(v) for v in grid.columns])
-        ax.set_yticks(range(grid.shape[0]), [_fmt(v) for v in grid.index])
-        for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
-            if math.isfinite(v):
-                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="w")
-    else:  # continuous values from a random search: a scatter coloured by the metric
-        image = ax.scatter(done[px], done[py], c=done[col], cmap="viridis")
-    fig.colorbar(image, ax=ax, label=f"final {metric} (mean over seeds)")
-    ax.set_xlabel(px)
-    ax.set_ylabel(py)
-    return fig

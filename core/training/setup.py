@@ -8,6 +8,8 @@ vectorised group), every experiment module and the speed benchmark build their r
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -97,6 +99,10 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
         raise ConfigError(f"data.batch_size ({batch_size}) leaves no whole batch per epoch with {sampling.kind} sampling "
                           f"of {num_train} examples")
     devices = resolve(cfg.trainer.devices, batch_size)
+    example = build_pipeline(cfg.data, data.input_shape).out_shape
+    require_memory(batch_size * math.prod(example) * 4,
+                   f"a batch of {batch_size} examples of {'x'.join(map(str, example))} floats",
+                   "data.batch_size" + (" or data.resize" if getattr(cfg.data, "resize", None) else ""))
     model = model_for(cfg, data)
     optimizer = build_optimizer(cfg.optimizer, steps, cfg.trainer.epochs)
     # a hidden state carried from batch to batch starts afresh with each epoch
@@ -117,9 +123,50 @@ def start_state(setup: Setup, key: jax.Array) -> tuple[TrainState, dict[str, jax
     """The initial state and the run's keys (`order`: the data order, `step`: dropout and the
     like) from its root key, `PRNGKey(seed)` unless an experiment derives another."""
     init_key, order_key, step_key = jax.random.split(key, 3)
-    # one compiled program (cached across runs) rather than one dispatch per layer's random draw
-    state = jax.jit(lambda k: init_state(setup.model, setup.optimizer, k))(init_key)
-    return state, {"order": order_key, "step": step_key}
+    # one compiled program (cached across runs) rather than one dispatch per layer's random draw;
+    # its shapes, known before anything is allocated, say whether the state can fit at all
+    lowered = jax.jit(lambda k: init_state(setup.model, setup.optimizer, k)).lower(init_key)
+    shapes = lowered.out_info
+    state_bytes = sum(_nbytes(a) for a in jax.tree_util.tree_leaves(shapes))
+    param_bytes = sum(_nbytes(a) for a in jax.tree_util.tree_leaves(shapes.params))
+    n_params = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(shapes.params))
+    require_memory(state_bytes + 2 * param_bytes,  # the state, then gradients and updates as large as the params
+                   f"the model's {n_params:,} parameters with their optimizer state, gradients and updates",
+                   "the model's sizes (model.hidden, channels, blocks) or its input (data.resize)")
+    return lowered.compile()(init_key), {"order": order_key, "step": step_key}
+
+
+def _nbytes(aval) -> int:
+    return math.prod(aval.shape) * aval.dtype.itemsize
+
+
+def device_memory() -> tuple[int, str]:
+    """Bytes the first device can hold (an accelerator's limit, or the host's RAM), and its name."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]), f"{device.device_kind}'s memory"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+
+
+def require_memory(needed: int, what: str, keys: str) -> None:
+    """Refuse, before allocating, a run that cannot fit: `what` needs `needed` bytes at least.
+
+    Raises:
+        ConfigError: with the estimate, what is available, and the keys that decide it.
+    """
+    available, where = device_memory()
+    if needed > available:
+        raise ConfigError(f"{what} need at least {_human(needed)}, more than {where} ({_human(available)}); "
+                          f"make {keys} smaller")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
 
 
 def train_arrays(data: Dataset) -> Arrays:
