@@ -142,7 +142,7 @@ def _nbytes(aval) -> int:
 
 def device_memory() -> tuple[int, str]:
     """Bytes the first device can hold (an accelerator's limit, or the host's RAM), and its name."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # another process's devices report nothing here
     stats = device.memory_stats() or {}
     if stats.get("bytes_limit"):
         return int(stats["bytes_limit"]), f"{device.device_kind}'s memory"
