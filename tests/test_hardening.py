@@ -495,3 +495,19 @@ def test_sizes_that_cannot_fit_are_refused_with_the_estimate(tmp_path, fake_fmni
     assert result.exit_code == 2, result.output
     assert phrase in result.output and "more than" in result.output and "smaller" in result.output
     assert time.monotonic() - t0 < 60  # refused from the shapes, before anything is allocated
+
+
+def test_a_file_name_too_long_is_refused_before_anything_is_made(tmp_path):
+    from typer.testing import CliRunner
+
+    from dlrun.cli.main import app
+
+    from .conftest import CONFIGS
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(CONFIGS / "linreg.yaml"), "--out", str(tmp_path / "d" / ("a" * 300))])
+    assert result.exit_code == 2 and "a file name of 300 bytes" in result.output
+    assert not (tmp_path / "d").exists()
+    result = runner.invoke(app, ["sweep", str(CONFIGS / "linreg.yaml"), "--grid", "optimizer.lr=0.1",
+                                 "--out", str(tmp_path / ("s" * 300))])
+    assert result.exit_code == 2 and "a file name of 300 bytes" in result.output

@@ -28,6 +28,7 @@ def new_run_dir(name: str, out: str | Path | None = None, root: str | Path = "ou
     `<root>/<name>-<YYYYmmdd-HHMMSS>[-k]`, never reusing an existing one."""
     if out is not None:
         path = Path(out)
+        check_names(path)
         if (path / "config.yaml").exists() or (path / "metrics.csv").exists():
             raise RunDirError(f"{path} already holds a run; choose another --out or remove it")
         if (path / "checkpoints").is_dir() and any(p.name.startswith("epoch_") for p in (path / "checkpoints").iterdir()):
@@ -38,6 +39,7 @@ def new_run_dir(name: str, out: str | Path | None = None, root: str | Path = "ou
             raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
         return path
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    check_names(Path(root) / f"{name}-{stamp}-999")
     for k in range(1000):
         path = Path(root) / (f"{name}-{stamp}" if k == 0 else f"{name}-{stamp}-{k}")
         try:
@@ -48,6 +50,26 @@ def new_run_dir(name: str, out: str | Path | None = None, root: str | Path = "ou
         except OSError as err:
             raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
     raise RunDirError(f"too many runs named {name} in {root} this second")
+
+
+def check_names(path: Path) -> None:
+    """Refuse a path with a component longer than file names may be (255 bytes on most file
+    systems), before any of it is made.
+
+    Raises:
+        RunDirError: naming the component's length and the limit.
+    """
+    limit = 255
+    try:
+        existing = next((p for p in [path, *path.parents] if p.is_dir()), Path("."))
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        pass
+    for part in path.parts:
+        if len(part.encode()) > limit:
+            shown = str(path) if len(str(path)) <= 80 else str(path)[:77] + "..."
+            raise RunDirError(f"{shown}: a file name of {len(part.encode())} bytes ({part[:12]}...), more than the "
+                              f"{limit} this file system allows; choose a shorter --out or config name")
 
 
 class RunLock:

@@ -53,6 +53,8 @@ def create(spec: SweepSpec, base: Path, extra_set: Sequence[str], source: str, o
         ConfigError: the spec or a trial's config is not valid (nothing is written then).
     """
     trials, configs = resolve(spec, base, extra_set, source, max_trials)
+    if out is not None:
+        outputs.check_names(Path(out))
     if out is not None and (Path(out) / SWEEP_FILE).exists():
         raise SweepError(f"{out} already holds a sweep; resume it with --resume or choose another --out")
     path = outputs.new_run_dir(spec.name, out, root)
