@@ -254,7 +254,7 @@ def predict(
                                                             sentences, beam)):
                 typer.echo(f"{source} => {' '.join(target)}")
         else:
-            from dlrun.core.report.outputs import plot_predictions
+            from dlrun.core.report.plots import plot_predictions
 
             if val is None:
                 raise fail(f"{run_dir}: an image classifier run; give --val N to label N validation images", 2)

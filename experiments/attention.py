@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dlrun.core.config import Config, validate_options
 from dlrun.core.nn.attention import positional_encoding
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import outputs, plots, progress
 
 BOOK = {"loss_first_epoch": {"MX16": 25.5, "PT16": 24.7}, "loss_epoch_5": {"MX16": 7.88, "PT16": 6.19}}
 
@@ -100,7 +100,7 @@ def run_nadaraya_watson(cfg: Config, run_dir: Path, source: str = "config") -> d
     outputs.write_json(run_dir / "summary.json", summary)
     notes.note(f"learned w {w:.3f}; test MSE against f: " + ", ".join(f"{k} {v:.3f}" for k, v in mse.items()))
     _plot_predictions(run_dir / "predictions.png", d, preds)
-    outputs.plot_heatmaps(run_dir / "attention.png",
+    plots.plot_heatmaps(run_dir / "attention.png",
                           [[(f"{name} (w = {1.0 if name == 'non-parametric' else w:.2f})", a, [], []) for name, a in attention.items()]],
                           "attention weights: test x (rows) against sorted training x (columns)")
     return summary
@@ -118,7 +118,7 @@ def _plot_predictions(path: Path, d: dict[str, np.ndarray], preds: dict[str, np.
     ax.set(xlabel="x", ylabel="y", title="Nadaraya-Watson attention pooling (D2L 11.2)", xlim=(0, 5))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)
 
 
 def run_positional_encoding(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
@@ -135,7 +135,7 @@ def run_positional_encoding(cfg: Config, run_dir: Path, source: str = "config") 
     image = right.imshow(p, cmap="Blues", aspect="auto")
     right.set(xlabel="column (encoding dimension)", ylabel="row (position)", title="the whole encoding")
     fig.colorbar(image, ax=right)
-    outputs.write_figure(run_dir / "positional_encoding.png", fig)
+    plots.write_figure(run_dir / "positional_encoding.png", fig)
     last = {f"position {opts.positions - 1}, col {c}": float(p[-1, c]) for c in opts.columns}
     outputs.write_json(run_dir / "summary.json", {"values": last})
     return {"values": last}

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dlrun.core.config import Config, validate_options
 from dlrun.core.errors import TrainingDiverged
 from dlrun.core.nn import layers as L
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import outputs, plots, progress
 
 TRUE_KERNEL = np.array([[1.0, -1.0]], np.float32)
 # the book's printed losses at iterations 2, 4, 6, 8, 10 and learned kernel, for comparison
@@ -122,4 +122,4 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set(xlabel="iteration", ylabel="sum of squared errors", yscale="log", title="Learning the kernel [1, -1] (D2L 7.2.4)")
     ax.grid(alpha=0.3)
     ax.legend()
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)

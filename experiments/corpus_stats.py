@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dlrun.core.config import Config, validate_options
 from dlrun.core.data.text import Vocab, clean, clean_lines, ngram_freqs, read_time_machine, tokenize
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import outputs, plots, progress
 
 BOOK = {
     "lines (0.16)": 3221, "char corpus (0.16)": 170580, "char corpus (1.0)": 173428, "char vocab": 28,
@@ -91,4 +91,4 @@ def _plot(path: Path, words: list[str]) -> None:
            title="Zipf's law in The Time Machine (D2L 9.3.2)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)

@@ -26,7 +26,7 @@ from dlrun.core.data import load_dataset
 from dlrun.core.nn.losses import LOSSES
 from dlrun.core.nn.models import build_model
 from dlrun.core.nn.params import weights
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training.train import train
 
 
@@ -170,4 +170,4 @@ def _plot_training(curves):
 
 
 def _save(path: Path, fig) -> None:
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)

@@ -27,7 +27,7 @@ from dlrun.core.config import Config, ConfigError, CSVData, ExperimentConfig, va
 from dlrun.core.data import DataError, Dataset, tabular
 from dlrun.core.errors import TrainingDiverged
 from dlrun.core.nn.losses import LOSSES, Metric
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training.state import Arrays
 from dlrun.core.training.train import train
 
@@ -254,4 +254,4 @@ def plot_folds(path: Path, rows: list[dict[str, Any]], title: str = "") -> None:
     ax.legend(fontsize="small", ncol=2)
     if title:
         ax.set_title(title)
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)

@@ -22,7 +22,7 @@ import optax
 from pydantic import BaseModel, ConfigDict, Field
 
 from dlrun.core.config import Config, validate_options
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training import from_scratch
 
 C = 0.15 * math.pi
@@ -199,4 +199,4 @@ def _plot(path: Path, paths: dict[str, np.ndarray]) -> None:
         ax.grid(alpha=0.2)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)

@@ -14,7 +14,7 @@ from dlrun.core.config import (
     PolynomialData,
     validate_options,
 )
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training.train import train
 
 
@@ -62,4 +62,4 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set(xlabel="polynomial degree (features - 1)", ylabel="final loss", yscale="log", title="Model selection by degree (D2L 4.4)")
     ax.grid(alpha=0.3)
     ax.legend()
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dlrun.core.config import Config, validate_options
 from dlrun.core.data import load_dataset
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training.train import train
 
 Predict = Callable[[np.ndarray], np.ndarray]  # (n, tau) lagged values -> (n,) next values
@@ -104,5 +104,5 @@ def _plot(path: Path, x: np.ndarray, tau: int, one_step: np.ndarray, preds: np.n
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)
 

@@ -276,7 +276,7 @@ def test_predict_needs_a_checkpoint(tmp_path):
 
 
 def test_attention_heatmaps_show_weights_over_the_valid_source(trained, tmp_path):
-    from dlrun.core.report.outputs import plot_heatmaps
+    from dlrun.core.report.plots import plot_heatmaps
     from dlrun.core.training.translate import attention_panels
 
     cfg, result, _ = trained

@@ -17,7 +17,7 @@ import yaml
 
 from ..config import flatten
 from ..errors import CompareError
-from . import compare_figures, outputs
+from . import compare_figures, outputs, plots
 from .compare_figures import _fmt
 from .runs import read_json
 
@@ -181,4 +181,4 @@ def _safe(name: str) -> str:
 def _save(path: Path, fig) -> None:
     if fig is None:
         return
-    outputs.write_figure(path, fig)
+    plots.write_figure(path, fig)

@@ -15,7 +15,7 @@ from ..data import Dataset, load_dataset
 from ..data.text import clean, tokenize
 from ..errors import ConfigError
 from ..nn.rnn import greedy_continuation
-from ..report.outputs import plot_heatmaps
+from ..report.plots import plot_heatmaps
 from . import checkpoint
 from .setup import Setup, build_setup, start_state
 from .state import TrainState

@@ -21,7 +21,7 @@ import numpy as np
 from ..config import Config, ConfigError, to_yaml, validate
 from ..config.changes import unsafe_changes
 from ..errors import RunDirError, TrainingDiverged, TrainingInterrupted
-from ..report import outputs
+from ..report import outputs, plots
 from ..report.progress import Reporter
 from ..report.tracking import Tracking, open_tracking
 from . import checkpoint
@@ -63,7 +63,7 @@ class Trial:
         """metrics.csv and, with `plot`, curves.png: written whenever the run ends, however."""
         self.write_metrics()
         if self.rows and plot:
-            outputs.plot_curves(self.run_dir / "curves.png", self.rows, title=self.cfg.name)
+            plots.plot_curves(self.run_dir / "curves.png", self.rows, title=self.cfg.name)
 
 
 def start_trial(cfg: Config, run_dir: Path, setup: Setup, key, resume: bool) -> Trial:

@@ -22,7 +22,7 @@ from ..config.changes import unsafe_changes
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..nn.losses import Metric
-from ..report import outputs
+from ..report import outputs, plots
 from ..report.progress import Reporter, make_reporter
 from . import compile_cache
 from .checkpoint import list_checkpoints
@@ -108,7 +108,7 @@ def train(
             reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
             last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
             if plot:  # matplotlib loads in another thread while this one waits on XLA
-                loading = outputs.preload_plotting()
+                loading = plots.preload_plotting()
             try:
                 state, _ = run_epochs(program, state, [trial], last_epoch, stop, reporter)
             finally:
@@ -118,7 +118,7 @@ def train(
                 trial.finish(plot)
             # a stop asked for after the last epoch lets the run finish its files: it is complete
             if plot and cfg.optimizer.schedule.name != "constant":
-                outputs.plot_schedule(run_dir / "schedule.png", learning_rates(cfg, setup.steps_per_epoch),
+                plots.plot_schedule(run_dir / "schedule.png", learning_rates(cfg, setup.steps_per_epoch),
                                       setup.steps_per_epoch, title=f"{cfg.name}: {cfg.optimizer.schedule.name} schedule")
             extra = after_training(setup, state, data, run_dir if plot else None)
             summary = make_summary(trial.rows, state.params, data, wall_seconds=time.perf_counter() - t_start,

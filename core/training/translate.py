@@ -115,7 +115,7 @@ def _source_tokens(sentence: str, num_steps: int) -> list[str]:
 
 
 def attention_panels(translator, params, meta: dict[str, Any], sentences: Sequence[str]) -> list[list[tuple]]:
-    """Rows of heatmap panels (`core.report.outputs.plot_heatmaps`) of a model with attention:
+    """Rows of heatmap panels (`core.report.plots.plot_heatmaps`) of a model with attention:
     for an RNN decoder, one panel per sentence (decoded tokens x source tokens, D2L 11.4.4);
     for a Transformer, the last sentence's encoder self-attention and decoder cross-attention,
     one panel per block and head (D2L 11.7.6). Empty for a model without attention."""
