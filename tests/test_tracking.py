@@ -328,3 +328,13 @@ def test_mlflow_tracking_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_tracked_config_writes_event_files_equal_to_its_metrics(tmp_path, fake_fmnist_dir):
+    pytest.importorskip("tensorboardX")
+    pytest.importorskip("tensorboard")
+    cfg = load_config(CONFIGS / "mlp_tracked.yaml", ["trainer.progress=none", "trainer.epochs=2", f"data.dir={fake_fmnist_dir}"])
+    assert cfg.trainer.log_to == ("tensorboard",) and cfg.book is None
+    run_config(cfg, tmp_path / "run")
+    _, tb = scalars(tmp_path / "run" / "tb")
+    np.testing.assert_allclose([v for _, v in tb["val/acc"]], metrics_csv(tmp_path / "run")["val/acc"], rtol=1e-6)

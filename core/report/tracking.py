@@ -35,7 +35,8 @@ from .sinks import MLFLOW_STATUS, MLflowSink, TensorBoardSink, mlflow_client, ml
 SINKS = ("tensorboard", "mlflow")
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
+    """A warning on stderr, flushed at once (a run's progress goes to stdout)."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
@@ -66,7 +67,7 @@ class Tracking:
     """
 
     def __init__(self, sinks: Sequence[Any] = (), run_dir: Path | None = None,
-                 lrs: Callable[[], np.ndarray] | None = None, warn: Callable[[str], None] = _warn):
+                 lrs: Callable[[], np.ndarray] | None = None, warn: Callable[[str], None] = warn):
         self.sinks = list(sinks)
         self.run_dir = run_dir
         self.warn = warn
@@ -137,7 +138,7 @@ class Tracking:
 
 
 def open_tracking(cfg, run_dir: Path, lrs: Callable[[], np.ndarray] | None = None,
-                  warn: Callable[[str], None] = _warn) -> Tracking:
+                  warn: Callable[[str], None] = warn) -> Tracking:
     """The sinks `cfg.trainer.log_to` asks for, opened for `run_dir` (an empty `Tracking` when
     there are none). A sink that cannot open warns and is left out."""
     wanted = tuple(cfg.trainer.log_to)
@@ -168,7 +169,7 @@ def open_tracking(cfg, run_dir: Path, lrs: Callable[[], np.ndarray] | None = Non
 
 
 def prepare_sweep(cfg, sweep_dir: Path, name: str, trial_dirs: Sequence[Path], trial_values: Sequence[dict[str, Any]],
-                  metric: str, warn: Callable[[str], None] = _warn) -> None:
+                  metric: str, warn: Callable[[str], None] = warn) -> None:
     """Before a sweep's trials run: each trial's tracking.json gets its HParams values and
     target metric (TensorBoard), and, with MLflow, the sweep's parent run, which its trials
     nest under. A resumed sweep keeps its parent run."""
@@ -202,7 +203,7 @@ def prepare_sweep(cfg, sweep_dir: Path, name: str, trial_dirs: Sequence[Path], t
              "its trials are tracked as separate runs")
 
 
-def finish_sweep(sweep_dir: Path, best: dict[str, float], status: str = "done", warn: Callable[[str], None] = _warn) -> None:
+def finish_sweep(sweep_dir: Path, best: dict[str, float], status: str = "done", warn: Callable[[str], None] = warn) -> None:
     """After a sweep: its parent MLflow run gets the best trial's metrics and the sweep's
     tables and plots as artifacts, and ends."""
     record = read_record(sweep_dir).get("mlflow") or {}

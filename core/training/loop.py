@@ -10,7 +10,6 @@ here, by `Trial`. Divergence, interruption, checkpoints and metrics writing exis
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..config.changes import unsafe_changes
 from ..errors import RunDirError, TrainingDiverged, TrainingInterrupted
 from ..report import outputs, plots
 from ..report.progress import Reporter
-from ..report.tracking import Tracking, open_tracking
+from ..report.tracking import Tracking, open_tracking, warn
 from . import checkpoint
 from .program import HostMetrics, Program
 from .setup import Setup, start_state
@@ -77,14 +76,14 @@ def start_trial(cfg: Config, run_dir: Path, setup: Setup, key, resume: bool) -> 
         raise RunDirError(f"{run_dir} holds checkpoints of another run ({', '.join(p.name for p in found[-3:])}); "
                           "resume that run with dlrun train --resume, or train into another directory")
     if resume and found:
-        ckpt = checkpoint.load_latest(run_dir / "checkpoints", state, warn=_warn)
+        ckpt = checkpoint.load_latest(run_dir / "checkpoints", state, warn=warn)
         refuse_another_config(cfg, ckpt)
         trial.state, trial.keys = ckpt.state, {k: np.asarray(v) for k, v in ckpt.keys.items()}
         trial.rows, trial.position, trial.partial = list(ckpt.rows), ckpt.position, list(ckpt.partial)
     if cfg.trainer.log_to:
         from .optimizers import learning_rates
 
-        trial.tracking = open_tracking(cfg, run_dir, lambda: learning_rates(cfg, setup.steps_per_epoch), _warn)
+        trial.tracking = open_tracking(cfg, run_dir, lambda: learning_rates(cfg, setup.steps_per_epoch), warn)
     return trial
 
 
@@ -100,7 +99,7 @@ def refuse_another_config(cfg: Config, ckpt: checkpoint.Checkpoint) -> None:
     try:
         saved = validate(yaml.safe_load(ckpt.config_yaml) or {}, f"{ckpt.path}/meta.json")
     except (ConfigError, yaml.YAMLError) as err:  # a checkpoint from a version with other config keys
-        _warn(f"{ckpt.path}: its config cannot be compared with config.yaml ({str(err).splitlines()[0]})")
+        warn(f"{ckpt.path}: its config cannot be compared with config.yaml ({str(err).splitlines()[0]})")
         return
     unsafe = unsafe_changes(saved, cfg)
     if unsafe:
@@ -108,10 +107,6 @@ def refuse_another_config(cfg: Config, ckpt: checkpoint.Checkpoint) -> None:
             f"{ckpt.path.parent.parent / 'config.yaml'}: the config differs from the one checkpoint {ckpt.path.name} was trained with: "
             f"{', '.join(unsafe)}; resuming would continue another run. Restore config.yaml, or start a new run."
         )
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def divergence_message(trial: Trial, epoch: int, batch: int, steps_per_epoch: int) -> str:
