@@ -13,18 +13,20 @@ and a stride; kernel, padding and stride are an int or a (height, width) pair):
 
   | shape | XLA | this module |
   |---|---|---|
-  | 3x3 pad 1, 16 -> 16, 28x28 | 739 | 68 |
-  | 3x3 pad 1, 32 -> 32, 14x14 | 628 | 50 |
-  | 3x3 pad 1, 64 -> 64, 7x7 | 361 | 32 |
-  | 1x1, 64 -> 128, 14x14 | 605 | 36 |
-  | 5x5 pad 2, 1 -> 6, 28x28 (LeNet) | 31 | 9 |
+  | 3x3 pad 1, 16 -> 16, 28x28 | 783 | 22 |
+  | 3x3 pad 1, 32 -> 32, 14x14 | 861 | 25 |
+  | 3x3 pad 1, 64 -> 64, 7x7 | 362 | 18 |
+  | 3x3 pad 1 stride 2, 16 -> 32, 14x14 | 50 | 2 |
+  | 1x1, 64 -> 128, 14x14 | 756 | 7 |
+  | 5x5 pad 2, 1 -> 6, 28x28 (LeNet) | 24 | 14 |
 
   The parts: forward: XLA's convolution, except with one input channel (shifted slices and
   fused multiply-adds) and for outputs of at most 16 positions (the stacked windows times the
-  kernel, one matmul: `IM2COL_MAX_POSITIONS`); filter gradient: the kh*kw shifted (strided)
-  views of the input stacked and contracted with the cotangent in one einsum; input gradient: a
-  convolution, chosen the same way, of the (stride-dilated, padded) cotangent with the flipped
-  kernel.
+  kernel, one matmul: `IM2COL_MAX_POSITIONS`); filter gradient: the cotangent's transpose times
+  the shifted (strided) views of the input side by side, one matmul per kernel row
+  (`_filter_grad`); input gradient: with stride 1, a convolution, chosen the same way, of the
+  padded cotangent with the flipped kernel; with a stride, the cotangent times the kernel, its
+  parts added back where they came from (`_scatter_input_grad`).
 
 Pooling with window == stride that divides the input is a reshape and a reduction, whose
 gradient is a broadcast, instead of `lax.reduce_window` and its scatter-like transpose.
@@ -86,7 +88,8 @@ def _windows(xp: jax.Array, kh: int, kw: int, stride: tuple[int, int]) -> list[l
 # At most this many output positions per image, a valid convolution is one matmul of the stacked
 # windows (im2col): XLA's CPU convolution spends 66 ms where that takes 9 on 2x2 outputs of
 # 128 -> 128 channels at batch 256, and 126 against 24 for the input gradient there; at 7x7
-# outputs XLA's is the faster (5.0 against 7.0 ms for 32 -> 32).
+# outputs XLA's is the faster (5.0 against 7.0 ms for 32 -> 32). Alone, XLA's looked faster at
+# 4x4 as well, but the CPU ResNet's whole step took 191 ms with a limit of 4 against 105 with 16.
 IM2COL_MAX_POSITIONS = 16
 
 
@@ -114,29 +117,55 @@ def _forward(xp: jax.Array, w: jax.Array, stride: tuple[int, int]) -> jax.Array:
     return out
 
 
+# At most this many patch columns (kh*kw*C_in), the filter gradient is one matmul over all of
+# them; above, one per kernel row (`_filter_grad`).
+ONE_MATMUL_MAX_COLUMNS = 16
+
+
 def _filter_grad(xp: jax.Array, g: jax.Array, kh: int, kw: int, stride: tuple[int, int]) -> jax.Array:
-    """dL/dw[i, j, c, o] = sum over batch and positions of xp[b, s h + i, s w + j, c] * g[b, h, w, o]."""
+    """dL/dw[i, j, c, o] = sum over batch and positions of xp[b, s h + i, s w + j, c] * g[b, h, w, o].
+
+    g's transpose times the shifted views side by side, (C_out, B*H*W) @ (B*H*W, kw*C_in), one
+    matmul per kernel row: the whole (B*H*W, kh*kw*C_in) patch matrix costs more to write than
+    its matmul (24.5 against 4.6 ms at 14x14, 16 -> 16, batch 256, inside a scan). A small patch
+    (a 3x3 kernel on one channel) is one matmul (2.3 against 6.0 ms at 28x28)."""
     c_in, c_out = xp.shape[-1], g.shape[-1]
     views = _windows(xp, kh, kw, stride)
-    if c_in > 1:
-        stacked = jnp.stack([v for row in views for v in row])  # (kh*kw, B, H, W, C_in)
-        return jnp.einsum("kbhwi,bhwo->kio", stacked, g).reshape(kh, kw, c_in, c_out)
-    # One input channel: stacking a column of kh views at a time lets XLA feed the matmul
-    # without writing the whole (kh*kw, B*H*W) patch matrix.
-    g2 = g.reshape(-1, c_out)
-    cols = [jnp.stack([views[i][j][..., 0] for i in range(kh)]).reshape(kh, -1) @ g2 for j in range(kw)]
-    return jnp.stack(cols, axis=1).reshape(kh, kw, 1, c_out)
+    groups = [[v for row in views for v in row]] if kh * kw * c_in <= ONE_MATMUL_MAX_COLUMNS else views
+    g2 = g.reshape(-1, c_out).T
+    parts = [g2 @ jnp.concatenate(group, axis=-1).reshape(-1, len(group) * c_in) for group in groups]
+    return jnp.concatenate(parts, axis=1).reshape(c_out, kh, kw, c_in).transpose(1, 2, 3, 0)
 
 
 def _input_grad(g: jax.Array, w: jax.Array, in_hw: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
     """dL/dxp: a full convolution of g, dilated by the stride, with the kernel flipped and its
-    channels swapped; rows and columns the stride skipped get zero gradient."""
+    channels swapped; rows and columns the stride skipped get zero gradient. With a stride,
+    `_scatter_input_grad` instead."""
     kh, kw = w.shape[:2]
     (sh, sw), (h, wd) = stride, in_hw
+    if sh > 1 or sw > 1:
+        return _scatter_input_grad(g, w, in_hw, stride)
     covered_h, covered_w = (g.shape[1] - 1) * sh + kh, (g.shape[2] - 1) * sw + kw
     gp = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (kh - 1, kh - 1 + h - covered_h, sh - 1),
                                               (kw - 1, kw - 1 + wd - covered_w, sw - 1), (0, 0, 0)))
     return _valid_conv(gp, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
+
+
+def _scatter_input_grad(g: jax.Array, w: jax.Array, in_hw: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
+    """dL/dxp for a strided convolution: each output position's gradient times the kernel (one
+    matmul, no multiplications by the zeros a stride-dilated g would hold), its kh x kw parts
+    added into the input positions they came from (col2im). XLA rewrites the dilated form into a
+    convolution that took 37 of a 180 ms step of the CPU ResNet (4x4 -> 2x2, 64 -> 128 channels)."""
+    kh, kw, c_in, c_out = w.shape
+    (sh, sw), (h, wd) = stride, in_hw
+    b, out_h, out_w = g.shape[:3]
+    parts = (g.reshape(-1, c_out) @ w.reshape(-1, c_out).T).reshape(b, out_h, out_w, kh, kw, c_in)
+    zero, dx = jnp.zeros((), g.dtype), 0.0
+    for i in range(kh):
+        for j in range(kw):
+            dx = dx + lax.pad(parts[:, :, :, i, j, :], zero, ((0, 0, 0), (i, h - i - (out_h - 1) * sh - 1, sh - 1),
+                                                             (j, wd - j - (out_w - 1) * sw - 1, sw - 1), (0, 0, 0)))
+    return dx
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
