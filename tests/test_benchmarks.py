@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from .conftest import ROOT
@@ -174,3 +175,55 @@ def test_devices_benchmark_runs_on_virtual_devices(tmp_path, fake_fmnist_dir):
     assert [r[0]["batch"] for r in runs.values()] == [32, 64]
     assert all(r[0]["examples_per_second"] > 0 for r in runs.values())
     assert "speed-up" in proc.stdout
+
+
+def test_the_books_pytorch_bahdanau_is_the_same_network():
+    """benchmarks/translation_reference.py's BookBahdanau has dlrun's parameters, but for the
+    second bias vector PyTorch's GRUs keep per gate (3 x hidden per layer, in encoder and decoder)."""
+    torch = pytest.importorskip("torch")
+    import jax
+
+    from dlrun.core.config import load_config
+    from dlrun.core.nn.models import ENCODER_DECODERS
+    from dlrun.core.nn.params import count
+
+    from .conftest import CONFIGS, ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import translation_reference as tr
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    m = load_config(CONFIGS / "bahdanau.yaml").model
+    net = tr.BookBahdanau(50, 70, m.embed, m.hidden, m.layers, m.dropout)
+    src, dec = torch.zeros(2, 9, dtype=torch.long), torch.zeros(2, 9, dtype=torch.long)
+    assert net(src, torch.tensor([3, 9]), dec).shape == (2, 9, 70)
+    params = jax.eval_shape(ENCODER_DECODERS["bahdanau"](m, 50, 70, 9).init, jax.random.PRNGKey(0))
+    second_biases = 2 * m.layers * 3 * m.hidden
+    n_torch = sum(p.numel() for p in net.parameters())
+    assert n_torch == 256 * 50 + 513 * 70 + 1_906_944  # the book's formula (D2L 11.4)
+    assert n_torch - second_biases == count(params)
+    # the attention masks every key at or beyond a row's valid length
+    weights = tr.masked_softmax(torch.zeros(2, 1, 4), torch.tensor([1, 3]))
+    np.testing.assert_allclose(weights.numpy(), [[[1, 0, 0, 0]], [[1 / 3, 1 / 3, 1 / 3, 0]]], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_translation_reference_trains_both_and_writes_its_table(tmp_path, d2l_data_dir):
+    import os
+
+    pytest.importorskip("torch")
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/translation_reference.py"), "--configs", "bahdanau", "--epochs", "2",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "DLRUN_DATA_DIR": str(d2l_data_dir)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = out.glob("translation-*.json")
+    (r,) = json.loads(result.read_text())["results"]
+    for impl in ("dlrun", "book_pytorch"):
+        (rows,) = r["runs"][impl]
+        assert len(rows) == 2 and rows[1]["train"] < rows[0]["train"], impl  # both learn
+        assert 0 < rows[-1]["val"] < 10
+    assert "| bahdanau | the book's PyTorch code |" in result.with_suffix(".md").read_text()

@@ -24,6 +24,7 @@ from dlrun.core.nn.layers import ACTIVATIONS
 from dlrun.core.nn.losses import LOSSES
 from dlrun.core.nn.models import MODELS
 from dlrun.core.nn.rnn import RNN_INITS
+from dlrun.core.nn.transformer import TRANSFORMER_INITS
 from dlrun.core.training.optimizers import OPTIMIZERS, SCHEDULES
 from dlrun.core.training.train import train
 
@@ -86,7 +87,8 @@ def test_every_model_activation_and_init_is_registered():
     for model in with_activation:
         assert_same_names(literal(model, "activation"), ACTIVATIONS, f"{model.__name__}.activation")
         assert model.model_fields["activation"].default in ACTIVATIONS
-    own = {"RNNLMModel": RNN_INITS, "Seq2SeqModel": RNN_INITS, "BahdanauModel": RNN_INITS}  # recurrent models initialise weights and biases together
+    # recurrent models and the Transformer initialise weights and biases together
+    own = {"RNNLMModel": RNN_INITS, "Seq2SeqModel": RNN_INITS, "BahdanauModel": RNN_INITS, "TransformerModel": TRANSFORMER_INITS}
     for model in with_init:
         registry = own.get(model.__name__, WEIGHT_INITS)
         assert_same_names(literal(model, "init"), registry, f"{model.__name__}.init")

@@ -258,6 +258,9 @@ class TransformerModel(Section):
     heads: int = Field(4, gt=0)
     blocks: int = Field(2, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
+    init: Literal["uniform", "xavier"] = Field(
+        "uniform", description="uniform: weights and biases U(+-1/sqrt(fan_in)), PyTorch's nn.Linear default, "
+                               "which the book's layers keep; xavier: Xavier-uniform weights, zero biases")
 
     @model_validator(mode="after")
     def _heads_divide(self):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .init import xavier_init
+from .init import Initializer, xavier_init
 
 
 def length_mask(valid_len: jax.Array | None, num_queries: int, num_keys: int) -> jax.Array | None:
@@ -88,10 +88,12 @@ def additive_attention(params, queries, keys, values, mask=None, rate: float = 0
     return attend(weights, values, rate, train, key), weights
 
 
-def multi_head_init(key, query_dim: int, key_dim: int, value_dim: int, hidden: int, bias: bool = False) -> dict:
-    """W_q, W_k, W_v: d -> hidden and W_o: hidden -> hidden (D2L 11.5), without biases by default."""
+def multi_head_init(key, query_dim: int, key_dim: int, value_dim: int, hidden: int, bias: bool = False,
+                    init: Initializer | None = None) -> dict:
+    """W_q, W_k, W_v: d -> hidden and W_o: hidden -> hidden (D2L 11.5), without biases by default;
+    weights Xavier-uniform unless `init` is given."""
     ks = jax.random.split(key, 4)
-    init = xavier_init()
+    init = init or xavier_init()
     params = {f"w_{n}": init(k, (d, hidden), jnp.float32)
               for n, k, d in zip("qkvo", ks, (query_dim, key_dim, value_dim, hidden))}
     if bias:

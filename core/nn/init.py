@@ -19,6 +19,12 @@ def xavier_init() -> Initializer:
     return jax.nn.initializers.glorot_uniform()
 
 
+def fan_in_uniform_init() -> Initializer:
+    """U(-1/sqrt(n_in), 1/sqrt(n_in)): PyTorch's `nn.Linear` default, which the book's PyTorch
+    attention layers keep (they are `nn.LazyLinear`, still lazy when its Xavier init runs)."""
+    return jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
 def he_init() -> Initializer:
     """Normal He/Kaiming: Var = 2 / n_in, suited to ReLU."""
     return jax.nn.initializers.he_normal()

@@ -15,6 +15,7 @@ encoder-decoder attention weights for the heatmaps; the memory keeps the encoder
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,7 @@ from .attention import (
     project,
     projected_attention,
 )
-from .init import xavier_init
+from .init import Initializer, fan_in_uniform_init, xavier_init
 from .seq2seq import EncoderDecoder
 
 MAX_LEN = 1000  # rows of the positional encoding, as the book's
@@ -44,17 +45,32 @@ def norm_init(d: int):
     return {"gamma": jnp.ones((d,), jnp.float32), "beta": jnp.zeros((d,), jnp.float32)}
 
 
-def dense_init(key, d_in: int, d_out: int):
-    return {"w": xavier_init()(key, (d_in, d_out), jnp.float32), "b": jnp.zeros((d_out,), jnp.float32)}
+# `model.init` of the Transformer -> (weight initialiser, whether biases are drawn as PyTorch
+# draws them, U(+-1/sqrt(fan_in)), rather than zero)
+TRANSFORMER_INITS: dict[str, tuple[Callable[[], Initializer], bool]] = {
+    "uniform": (fan_in_uniform_init, True),  # PyTorch's nn.Linear default, kept by the book's layers
+    "xavier": (xavier_init, False),
+}
+
+
+def dense_init(key, d_in: int, d_out: int, init: str = "xavier"):
+    """`TRANSFORMER_INITS[init]`: xavier: Xavier-uniform weights, zero bias; uniform: weights and
+    bias U(+-1/sqrt(d_in))."""
+    weights, drawn_bias = TRANSFORMER_INITS[init]
+    k_w, k_b = jax.random.split(key)
+    bound = 1 / math.sqrt(d_in)
+    bias = jax.random.uniform(k_b, (d_out,), jnp.float32, -bound, bound) if drawn_bias else jnp.zeros((d_out,), jnp.float32)
+    # xavier draws from `key` itself, as it always has: the ViT's initial weights stay the same
+    return {"w": weights()(k_w if drawn_bias else key, (d_in, d_out), jnp.float32), "b": bias}
 
 
 def _ffn(params, x):
     return jax.nn.relu(x @ params["dense0"]["w"] + params["dense0"]["b"]) @ params["dense1"]["w"] + params["dense1"]["b"]
 
 
-def _ffn_init(key, d: int, hidden: int):
+def _ffn_init(key, d: int, hidden: int, init: str = "xavier"):
     k0, k1 = jax.random.split(key)
-    return {"dense0": dense_init(k0, d, hidden), "dense1": dense_init(k1, hidden, d)}
+    return {"dense0": dense_init(k0, d, hidden, init), "dense1": dense_init(k1, hidden, d, init)}
 
 
 def _keys(key, n: int):
@@ -71,19 +87,25 @@ def transformer(cfg, src_vocab: int, tgt_vocab: int, steps: int) -> EncoderDecod
     pe = jnp.asarray(positional_encoding(max(MAX_LEN, steps), d))
     scale = math.sqrt(d)
 
+    weight_init = TRANSFORMER_INITS[cfg.init][0]()
+
+    def attention_init(key):
+        return multi_head_init(key, d, d, d, d, init=weight_init)
+
     def init(key):
         k_enc, k_dec, k_src, k_tgt, k_out = jax.random.split(key, 5)
         encoder = {"embed": jax.random.normal(k_src, (src_vocab, d), jnp.float32)}
         for i, k in enumerate(jax.random.split(k_enc, blocks)):
             ka, kf = jax.random.split(k)
-            encoder[f"block{i}"] = {"attention": multi_head_init(ka, d, d, d, d), "norm0": norm_init(d),
-                                    "ffn": _ffn_init(kf, d, cfg.ffn_hidden), "norm1": norm_init(d)}
-        decoder = {"embed": jax.random.normal(k_tgt, (tgt_vocab, d), jnp.float32), "dense": dense_init(k_out, d, tgt_vocab)}
+            encoder[f"block{i}"] = {"attention": attention_init(ka), "norm0": norm_init(d),
+                                    "ffn": _ffn_init(kf, d, cfg.ffn_hidden, cfg.init), "norm1": norm_init(d)}
+        decoder = {"embed": jax.random.normal(k_tgt, (tgt_vocab, d), jnp.float32),
+                   "dense": dense_init(k_out, d, tgt_vocab, cfg.init)}
         for i, k in enumerate(jax.random.split(k_dec, blocks)):
             ks, kc, kf = jax.random.split(k, 3)
-            decoder[f"block{i}"] = {"self_attention": multi_head_init(ks, d, d, d, d), "norm0": norm_init(d),
-                                    "cross_attention": multi_head_init(kc, d, d, d, d), "norm1": norm_init(d),
-                                    "ffn": _ffn_init(kf, d, cfg.ffn_hidden), "norm2": norm_init(d)}
+            decoder[f"block{i}"] = {"self_attention": attention_init(ks), "norm0": norm_init(d),
+                                    "cross_attention": attention_init(kc), "norm1": norm_init(d),
+                                    "ffn": _ffn_init(kf, d, cfg.ffn_hidden, cfg.init), "norm2": norm_init(d)}
         return {"encoder": encoder, "decoder": decoder}
 
     def add_norm(params, x, y, rate, train, key):
