@@ -10,6 +10,17 @@ import pytest
 from .conftest import ROOT
 
 
+def benchmark_module(name: str):
+    """A module of benchmarks/ (which is not a package), imported by name."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
 @pytest.mark.slow
 def test_sweep_benchmark_runs_and_writes_its_figures(tmp_path, fake_fmnist_dir):
     out = tmp_path / "results"
@@ -102,13 +113,9 @@ def test_the_pytorch_references_are_the_same_networks(model, config):
     from dlrun.core.nn.models import build_model
     from dlrun.core.nn.params import count
 
-    from .conftest import CONFIGS, ROOT
+    from .conftest import CONFIGS
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import torch_reference
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    torch_reference = benchmark_module("torch_reference")
     net = torch_reference.build(model)
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     cfg = load_config(CONFIGS / config)
@@ -124,13 +131,9 @@ def test_the_pytorch_transformer_is_the_same_network():
     from dlrun.core.nn.models import ENCODER_DECODERS
     from dlrun.core.nn.params import count
 
-    from .conftest import CONFIGS, ROOT
+    from .conftest import CONFIGS
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import torch_reference
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    torch_reference = benchmark_module("torch_reference")
     m = load_config(CONFIGS / "transformer.yaml").model
     net = torch_reference.Transformer(50, 70, m.hidden, m.ffn_hidden, m.heads, m.blocks, m.dropout)
     src, dec = torch.zeros(2, 9, dtype=torch.long), torch.zeros(2, 9, dtype=torch.long)
@@ -187,13 +190,9 @@ def test_the_books_pytorch_bahdanau_is_the_same_network():
     from dlrun.core.nn.models import ENCODER_DECODERS
     from dlrun.core.nn.params import count
 
-    from .conftest import CONFIGS, ROOT
+    from .conftest import CONFIGS
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import translation_reference as tr
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    tr = benchmark_module("translation_reference")
     m = load_config(CONFIGS / "bahdanau.yaml").model
     net = tr.BookBahdanau(50, 70, m.embed, m.hidden, m.layers, m.dropout)
     src, dec = torch.zeros(2, 9, dtype=torch.long), torch.zeros(2, 9, dtype=torch.long)
