@@ -115,11 +115,13 @@ def build(model: str) -> nn.Module:
     return net
 
 
-def timed_epochs(net, optimizer, loss_of, x, y, batch_size: int, n_batches: int, epochs: int, clip_norm=None) -> list[float]:
-    """The book's training loop: one warm-up epoch, then `epochs` timed ones over shuffled
-    minibatches (gradients clipped to `clip_norm` when given); seconds per timed epoch."""
+def timed_epochs(net, optimizer, loss_of, x, y, batch_size: int, n_batches: int, epochs: int, clip_norm=None,
+                 warmup: bool = True, on_epoch=None) -> list[float]:
+    """The book's training loop: one warm-up epoch (unless not `warmup`), then `epochs` timed ones
+    over shuffled minibatches (gradients clipped to `clip_norm` when given); seconds per timed
+    epoch. `on_epoch(mean batch loss)` runs after each timed epoch, outside the timing."""
     seconds = []
-    for epoch in range(epochs + 1):
+    for epoch in range(0 if warmup else 1, epochs + 1):
         t0 = time.perf_counter()
         net.train()
         order = torch.randperm(len(x))
@@ -133,9 +135,11 @@ def timed_epochs(net, optimizer, loss_of, x, y, batch_size: int, n_batches: int,
                 nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
             optimizer.step()
             total_loss += loss.detach()
-        float(total_loss)  # the epoch's loss reaches the host once, as dlrun's does
+        mean_loss = float(total_loss) / n_batches  # the epoch's loss reaches the host once, as dlrun's does
         if epoch > 0:  # epoch 0 is the warm-up
             seconds.append(time.perf_counter() - t0)
+            if on_epoch is not None:
+                on_epoch(mean_loss)
     return seconds
 
 
@@ -173,6 +177,26 @@ class GRULM(nn.Module):
         return self.out(y).transpose(0, 1)
 
 
+def init_seq2seq(module: nn.Module) -> None:
+    """The book's init: Xavier for `nn.Linear` and GRU weights. An `nn.LazyLinear` is not yet an
+    `nn.Linear` when it runs, so such layers keep PyTorch's default init, as in the book."""
+    if type(module) is nn.Linear:
+        nn.init.xavier_uniform_(module.weight)
+    if type(module) is nn.GRU:
+        for name, p in module.named_parameters():
+            if "weight" in name:
+                nn.init.xavier_uniform_(p)
+
+
+def masked_loss_sum(logits, yb) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the cross-entropy over each target's valid tokens, their count); `yb` holds the
+    labels, then the valid length (dlrun's translation layout)."""
+    labels, valid = yb[:, :-1], yb[:, -1]
+    mask = (torch.arange(labels.shape[1])[None, :] < valid[:, None]).float()
+    per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
+    return (per_token.reshape(labels.shape) * mask).sum(), mask.sum()
+
+
 class Seq2Seq(nn.Module):
     """The book's Seq2SeqEncoder and Seq2SeqDecoder (D2L 10.7) in one module."""
 
@@ -182,13 +206,7 @@ class Seq2Seq(nn.Module):
         self.encoder = nn.GRU(embed, hidden, layers, dropout=dropout)
         self.decoder = nn.GRU(embed + hidden, hidden, layers, dropout=dropout)
         self.out = nn.Linear(hidden, tgt_vocab)
-        for m in self.modules():  # the book's init_seq2seq
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-            if isinstance(m, nn.GRU):
-                for name, p in m.named_parameters():
-                    if "weight" in name:
-                        nn.init.xavier_uniform_(p)
+        self.apply(init_seq2seq)
 
     def forward(self, src, dec):  # (batch, T) each -> logits (batch, T, vocab)
         _, state = self.encoder(self.enc_embed(src.T))
@@ -278,11 +296,8 @@ def run_sequence(model: str, cfg, data, epochs: int) -> dict:
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
 
         def loss_of(xb, yb):
-            logits = forward(xb)
-            labels, valid = yb[:, :-1], yb[:, -1]
-            mask = (torch.arange(t)[None, :] < valid[:, None]).float()
-            per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
-            return (per_token.reshape(labels.shape) * mask).sum() / mask.sum()
+            total, count = masked_loss_sum(forward(xb), yb)
+            return total / count
     n_batches = -(-len(x) // batch_size)  # the last, partial batch too, as the book's loaders keep it
     seconds = timed_epochs(net, optimizer, loss_of, x, y, batch_size, n_batches, epochs, cfg.optimizer.clip_norm)
     net.eval()

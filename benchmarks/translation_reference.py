@@ -32,7 +32,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import ROOT, machine_name, versions  # noqa: E402
-from torch_reference import Seq2Seq, Transformer  # noqa: E402
+from torch_reference import Seq2Seq, Transformer, init_seq2seq, masked_loss_sum, timed_epochs  # noqa: E402
 
 
 def masked_softmax(scores, valid_len):
@@ -51,17 +51,6 @@ class AdditiveAttention(nn.Module):
         features = torch.tanh(self.W_q(queries).unsqueeze(2) + self.W_k(keys).unsqueeze(1))
         weights = masked_softmax(self.w_v(features).squeeze(-1), valid_len)
         return torch.bmm(self.dropout(weights), values)
-
-
-def init_seq2seq(module: nn.Module) -> None:
-    """The book's init: Xavier for `nn.Linear` and GRU weights. `nn.LazyLinear` is not yet an
-    `nn.Linear` when it runs, so those layers keep PyTorch's default init, as in the book."""
-    if type(module) is nn.Linear:
-        nn.init.xavier_uniform_(module.weight)
-    if type(module) is nn.GRU:
-        for name, p in module.named_parameters():
-            if "weight" in name:
-                nn.init.xavier_uniform_(p)
 
 
 class BookBahdanau(nn.Module):
@@ -100,14 +89,6 @@ def book_model(cfg, data) -> tuple[nn.Module, callable]:
     return net, lambda xb: net(xb[:, :t], xb[:, t + 1 :])
 
 
-def masked_loss_sum(logits, yb) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of the cross-entropy over valid target tokens, their count)."""
-    labels, valid = yb[:, :-1], yb[:, -1]
-    mask = (torch.arange(labels.shape[1])[None, :] < valid[:, None]).float()
-    per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
-    return (per_token.reshape(labels.shape) * mask).sum(), mask.sum()
-
-
 def train_book(cfg, data, seed: int) -> list[dict]:
     """The book's loop on dlrun's arrays; per epoch the train loss (mean over batches) and the
     validation loss over tokens and as the book's plot averages it."""
@@ -119,22 +100,20 @@ def train_book(cfg, data, seed: int) -> list[dict]:
         forward(x[:2])  # gives the lazy layers their shapes
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
     b, rows = cfg.data.batch_size, []
-    for _ in range(cfg.trainer.epochs):
-        net.train()
-        order, train_losses = torch.randperm(len(x)), []
-        for i in range(0, len(x), b):
-            total, count = masked_loss_sum(forward(x[order[i : i + b]]), y[order[i : i + b]])
-            loss = total / count
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), cfg.optimizer.clip_norm)
-            optimizer.step()
-            train_losses.append(float(loss))
+
+    def loss_of(xb, yb):
+        total, count = masked_loss_sum(forward(xb), yb)
+        return total / count
+
+    def evaluate(train_loss: float) -> None:
         net.eval()
         with torch.no_grad():
             sums = [masked_loss_sum(forward(xv[i : i + b]), yv[i : i + b]) for i in range(0, len(xv), b)]
-        rows.append({"train": statistics.fmean(train_losses), "val": float(sum(s for s, _ in sums) / sum(n for _, n in sums)),
+        rows.append({"train": train_loss, "val": float(sum(s for s, _ in sums) / sum(n for _, n in sums)),
                      "val_book_average": statistics.fmean(float(s / n) for s, n in sums)})
+
+    timed_epochs(net, optimizer, loss_of, x, y, b, -(-len(x) // b), cfg.trainer.epochs, cfg.optimizer.clip_norm,
+                 warmup=False, on_epoch=evaluate)
     return rows
 
 
