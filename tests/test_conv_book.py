@@ -4,7 +4,7 @@ and 7.5) and against plain numpy loops in float64.
 Beyond tests/test_conv.py (square kernels, stride 1, both impls agreeing): the book's printed
 numbers, rectangular kernels, pair padding and strides, 1x1 kernels with a stride, gradients of
 both conv formulations against an independent numpy gradient, pooling with rectangular windows
-and its gradients, and batch norm (scratch and concise) against a numpy reference.
+and its gradients, and batch norm (scratch, concise and fused) against a numpy reference.
 
 The code is NHWC with HWIO kernels; the book's examples are NCHW and (C_out, C_in, kh, kw), so
 they are transposed here.
@@ -19,6 +19,7 @@ import pytest
 
 from dlrun.core.nn import conv as C
 from dlrun.core.nn import layers as L
+from dlrun.core.nn.batchnorm import batch_norm_train
 
 from .conftest import numeric_grad
 
@@ -224,6 +225,8 @@ CONV_CASES = [
     pytest.param(3, 9, 9, 2, 3, 3, 1, 2, id="3x3-stride2-pad1-odd"),
     pytest.param(2, 6, 9, 2, 2, (2, 4), (2, 0), (1, 2), id="2x4-pad-pairs"),
     pytest.param(1, 10, 7, 1, 1, (5, 3), (2, 1), 1, id="5x3-same"),
+    pytest.param(2, 2, 2, 3, 4, 3, 1, 1, id="3x3-on-2x2"),  # mostly padding
+    pytest.param(2, 5, 4, 2, 3, 2, 2, 1, id="2x2-pad2"),  # padding > kernel - 1, stride 1
 ]
 
 
@@ -441,4 +444,26 @@ def test_batch_norm_gradients_match_finite_differences(shape, train):
         for k, e in expected.items():
             np.testing.assert_allclose(grads[name][k], e, rtol=1e-3, atol=1e-3 * np.abs(e).max(), err_msg=f"{name} d/d{k}")
     for k in expected:
-        np.testing.assert_allclose(grads["scratch"][k], grads["concise"][k], rtol=1e-4, atol=1e-5)
+        for other in ("concise", "fused"):
+            np.testing.assert_allclose(grads["scratch"][k], grads[other][k], rtol=1e-4, atol=1e-5, err_msg=f"{other} d/d{k}")
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES)
+def test_written_out_batch_norm_gradient_equals_autodiff_for_all_three_outputs(shape):
+    """`batch_norm_train`'s backward pass against autodiff of the plain formula, with cotangents
+    on the batch mean and variance too (zero in training, but the VJP must not assume it)."""
+    rng = np.random.default_rng(5)
+    x, gamma, beta = jnp.asarray(_batch(rng, shape)), jnp.asarray(1 + rand(rng, shape[-1:])), jnp.asarray(rand(rng, shape[-1:]))
+
+    def plain(x, gamma, beta):
+        axes = tuple(range(x.ndim - 1))
+        mean, var = jnp.mean(x, axes), jnp.mean((x - jnp.mean(x, axes)) ** 2, axes)
+        return gamma * (x - mean) / jnp.sqrt(var + 1e-5) + beta, mean, var
+
+    cotangents = (jnp.asarray(rand(rng, shape)), jnp.asarray(rand(rng, shape[-1:])), jnp.asarray(rand(rng, shape[-1:])))
+    outs, vjp = jax.vjp(lambda *a: batch_norm_train(*a, 1e-5), x, gamma, beta)
+    outs_ref, vjp_ref = jax.vjp(plain, x, gamma, beta)
+    for got, want in zip(outs, outs_ref):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for got, want, name in zip(vjp(cotangents), vjp_ref(cotangents), ("x", "gamma", "beta")):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"d/d{name}")

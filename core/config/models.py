@@ -100,13 +100,17 @@ class LeNetModel(ConvSection):
     pool: Literal["avg", "max"] = "avg"
 
 
+BN_DOC = ("scratch: the book's 8.5 formula, autodiff's gradient; concise: jnp.var and jax.nn.standardize; "
+          "fused: the formula with its gradient written out (two reductions and one pass; the fastest)")
+
+
 class BNLeNetModel(ConvSection):
     """LeNet with batch norm after every convolution and hidden dense layer (D2L 8.5): conv
     6@5x5, BN, sigmoid, avg-pool 2; conv 16@5x5, BN, sigmoid, avg-pool 2; dense 120, BN, sigmoid;
     dense 84, BN, sigmoid; dense out. `padding: 0` is the PyTorch/MXNet model (44,878 params)."""
 
     name: Literal["bn_lenet"] = "bn_lenet"
-    batch_norm: Literal["scratch", "concise"] = "scratch"
+    batch_norm: Literal["scratch", "concise", "fused"] = Field("scratch", description=BN_DOC)
     padding: int = Field(0, ge=0, description="of both convolutions (the book's JAX code pads to SAME: 2)")
     activation: Activation = "sigmoid"
 
@@ -174,7 +178,7 @@ class ResNetModel(ConvSection):
         ((64, 2), (128, 2), (256, 2), (512, 2)), description="(channels, blocks) per stage"
     )
     stem: Stem = Field("imagenet", description=STEM_DOC)
-    batch_norm: Literal["scratch", "concise"] = "concise"
+    batch_norm: Literal["scratch", "concise", "fused"] = Field("fused", description=BN_DOC)
 
 
 class DenseNetModel(ConvSection):
@@ -188,7 +192,7 @@ class DenseNetModel(ConvSection):
     growth_rate: int = Field(32, gt=0)
     blocks: tuple[Annotated[int, Field(gt=0)], ...] = Field((4, 4, 4, 4), description="conv blocks per dense block")
     stem: Stem = Field("imagenet", description=STEM_DOC)
-    batch_norm: Literal["scratch", "concise"] = "concise"
+    batch_norm: Literal["scratch", "concise", "fused"] = Field("fused", description=BN_DOC)
 
 
 class RNNLMModel(Section):

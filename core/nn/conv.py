@@ -137,53 +137,57 @@ def _filter_grad(xp: jax.Array, g: jax.Array, kh: int, kw: int, stride: tuple[in
     return jnp.concatenate(parts, axis=1).reshape(c_out, kh, kw, c_in).transpose(1, 2, 3, 0)
 
 
-def _input_grad(g: jax.Array, w: jax.Array, in_hw: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
-    """dL/dxp: a full convolution of g, dilated by the stride, with the kernel flipped and its
-    channels swapped; rows and columns the stride skipped get zero gradient. With a stride,
-    `_scatter_input_grad` instead."""
+def _input_grad(g: jax.Array, w: jax.Array, in_hw: tuple[int, int], padding: tuple[int, int],
+                stride: tuple[int, int]) -> jax.Array:
+    """dL/dx of the unpadded input: a full convolution of g, dilated by the stride, with the kernel
+    flipped and its channels swapped, cropped to the input's own positions (the padding's share is
+    never computed: on 2x2 outputs it is 3/4 of the work); rows and columns the stride skipped get
+    zero gradient. With a stride, `_scatter_input_grad` instead."""
     kh, kw = w.shape[:2]
-    (sh, sw), (h, wd) = stride, in_hw
+    (sh, sw), (h, wd), (ph, pw) = stride, in_hw, padding
     if sh > 1 or sw > 1:
-        return _scatter_input_grad(g, w, in_hw, stride)
-    covered_h, covered_w = (g.shape[1] - 1) * sh + kh, (g.shape[2] - 1) * sw + kw
-    gp = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (kh - 1, kh - 1 + h - covered_h, sh - 1),
-                                              (kw - 1, kw - 1 + wd - covered_w, sw - 1), (0, 0, 0)))
+        return _scatter_input_grad(g, w, in_hw, padding, stride)
+    # lax.pad crops where a padding is negative (padding > kernel - 1)
+    gp = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (kh - 1 - ph, h + ph - g.shape[1], 0), (kw - 1 - pw, wd + pw - g.shape[2], 0), (0, 0, 0)))
     return _valid_conv(gp, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
 
 
-def _scatter_input_grad(g: jax.Array, w: jax.Array, in_hw: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
-    """dL/dxp for a strided convolution: each output position's gradient times the kernel (one
+def _scatter_input_grad(g: jax.Array, w: jax.Array, in_hw: tuple[int, int], padding: tuple[int, int],
+                        stride: tuple[int, int]) -> jax.Array:
+    """dL/dx for a strided convolution: each output position's gradient times the kernel (one
     matmul, no multiplications by the zeros a stride-dilated g would hold), its kh x kw parts
-    added into the input positions they came from (col2im). XLA rewrites the dilated form into a
-    convolution that took 37 of a 180 ms step of the CPU ResNet (4x4 -> 2x2, 64 -> 128 channels)."""
+    added into the input positions they came from (col2im), the padding's cropped off. XLA
+    rewrites the dilated form into a convolution that took 37 of a 180 ms step of the CPU ResNet
+    (4x4 -> 2x2, 64 -> 128 channels)."""
     kh, kw, c_in, c_out = w.shape
-    (sh, sw), (h, wd) = stride, in_hw
+    (sh, sw), (h, wd), (ph, pw) = stride, in_hw, padding
     b, out_h, out_w = g.shape[:3]
     parts = (g.reshape(-1, c_out) @ w.reshape(-1, c_out).T).reshape(b, out_h, out_w, kh, kw, c_in)
     zero, dx = jnp.zeros((), g.dtype), 0.0
     for i in range(kh):
         for j in range(kw):
-            dx = dx + lax.pad(parts[:, :, :, i, j, :], zero, ((0, 0, 0), (i, h - i - (out_h - 1) * sh - 1, sh - 1),
-                                                             (j, wd - j - (out_w - 1) * sw - 1, sw - 1), (0, 0, 0)))
+            dx = dx + lax.pad(parts[:, :, :, i, j, :], zero, ((0, 0, 0), (i - ph, h + ph - i - (out_h - 1) * sh - 1, sh - 1),
+                                                             (j - pw, wd + pw - j - (out_w - 1) * sw - 1, sw - 1), (0, 0, 0)))
     return dx
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_valid(xp: jax.Array, w: jax.Array, stride: tuple[int, int]) -> jax.Array:
-    return _forward(xp, w, stride)
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x: jax.Array, w: jax.Array, padding: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
+    return _forward(_pad(x, padding), w, stride)
 
 
-def _conv_valid_fwd(xp, w, stride):
-    return _forward(xp, w, stride), (xp, w)
+def _conv_fwd(x, w, padding, stride):
+    return _conv(x, w, padding, stride), (x, w)
 
 
-def _conv_valid_bwd(stride, residuals, g):
-    xp, w = residuals
+def _conv_bwd(padding, stride, residuals, g):
+    x, w = residuals
     # The input gradient of a first layer is unused and removed by XLA as dead code.
-    return _input_grad(g, w, xp.shape[1:3], stride), _filter_grad(xp, g, w.shape[0], w.shape[1], stride)
+    return (_input_grad(g, w, x.shape[1:3], padding, stride),
+            _filter_grad(_pad(x, padding), g, w.shape[0], w.shape[1], stride))
 
 
-_conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
+_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 def conv2d_cpu(x: jax.Array, w: jax.Array, padding: Pair = 0, stride: Pair = 1) -> jax.Array:
@@ -193,7 +197,7 @@ def conv2d_cpu(x: jax.Array, w: jax.Array, padding: Pair = 0, stride: Pair = 1) 
         # a 1x1 convolution is a matmul over channels (D2L 7.4.3); autodiff's gradient is two matmuls
         xs = _pad(x, padding)[:, :: stride[0], :: stride[1], :]
         return (xs.reshape(-1, xs.shape[-1]) @ w[0, 0]).reshape(*xs.shape[:3], w.shape[-1])
-    return _conv_valid(_pad(x, padding), w, stride)
+    return _conv(x, w, pair(padding), stride)
 
 
 CONV_IMPLS = {"xla": conv2d_xla, "cpu": conv2d_cpu}

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from . import conv as C
+from .batchnorm import batch_norm_train
 from .init import Initializer, normal_init, ones_init, xavier_init, zeros_init
 
 Shape = tuple[int, ...]
@@ -232,4 +233,17 @@ def batch_norm_concise(momentum: float = 0.1, eps: float = 1e-5) -> Layer:
     return Layer("bn", _bn_init, apply)
 
 
-BATCH_NORMS = {"scratch": batch_norm, "concise": batch_norm_concise}
+def batch_norm_fused(momentum: float = 0.1, eps: float = 1e-5) -> Layer:
+    """`batch_norm`'s function, its training-mode gradient written out (`core.nn.batchnorm`):
+    fewer passes over the activations than autodiff's."""
+
+    def apply(params, state, x, *, train=False, key=None):
+        if not train:
+            return params["gamma"] * (x - state["mean"]) * jax.lax.rsqrt(state["var"] + eps) + params["beta"], state
+        y, mean, var = batch_norm_train(x, params["gamma"], params["beta"], eps)
+        return y, _moved(state, mean, var, momentum)
+
+    return Layer("bn", _bn_init, apply)
+
+
+BATCH_NORMS = {"scratch": batch_norm, "concise": batch_norm_concise, "fused": batch_norm_fused}
