@@ -227,6 +227,8 @@ CONV_CASES = [
     pytest.param(1, 10, 7, 1, 1, (5, 3), (2, 1), 1, id="5x3-same"),
     pytest.param(2, 2, 2, 3, 4, 3, 1, 1, id="3x3-on-2x2"),  # mostly padding
     pytest.param(2, 5, 4, 2, 3, 2, 2, 1, id="2x2-pad2"),  # padding > kernel - 1, stride 1
+    pytest.param(2, 6, 5, 9, 2, 3, 1, 1, id="3x3-9-channels"),  # more channels than the other cases
+    pytest.param(2, 6, 5, 9, 2, 3, 3, 1, id="3x3-pad3-9-channels"),
 ]
 
 
