@@ -143,9 +143,13 @@ def run_metrics(cfg, run_dir, **kw) -> pd.DataFrame:
     return pd.read_csv(run_dir / "metrics.csv")
 
 
-def test_bn_scan_and_step_loops_agree_and_running_statistics_move(fake_fmnist_dir, tmp_path):
-    scan = run_metrics(bn_cfg(fake_fmnist_dir, "trainer.loop=scan"), tmp_path / "scan")
-    step = run_metrics(bn_cfg(fake_fmnist_dir, "trainer.loop=step"), tmp_path / "step")
+BN_KINDS = pytest.mark.parametrize("bn", ["scratch", "fused"])  # autodiff's gradient, and the written-out one
+
+
+@BN_KINDS
+def test_bn_scan_and_step_loops_agree_and_running_statistics_move(fake_fmnist_dir, tmp_path, bn):
+    scan = run_metrics(bn_cfg(fake_fmnist_dir, "trainer.loop=scan", f"model.batch_norm={bn}"), tmp_path / "scan")
+    step = run_metrics(bn_cfg(fake_fmnist_dir, "trainer.loop=step", f"model.batch_norm={bn}"), tmp_path / "step")
     np.testing.assert_allclose(scan[METRICS].to_numpy(), step[METRICS].to_numpy(), rtol=1e-4, atol=1e-5)
     assert scan["val/acc"].iloc[-1] > 0.5
 
@@ -157,19 +161,21 @@ def test_bn_running_statistics_are_used_in_evaluation(fake_fmnist_dir, tmp_path)
     assert not np.allclose(stats["bn0"]["mean"], 0.0) and not np.allclose(stats["bn0"]["var"], 1.0)
 
 
-def test_bn_stop_and_resume_equals_one_go(fake_fmnist_dir, tmp_path):
+@BN_KINDS
+def test_bn_stop_and_resume_equals_one_go(fake_fmnist_dir, tmp_path, bn):
     """The running statistics are checkpointed: stopping after epoch 1 and resuming gives the
     uninterrupted run's metrics, bit for bit."""
-    cfg = bn_cfg(fake_fmnist_dir)
+    cfg = bn_cfg(fake_fmnist_dir, f"model.batch_norm={bn}")
     straight = run_metrics(cfg, tmp_path / "straight")
     run_metrics(cfg, tmp_path / "resumed", stop_epoch=1)
     resumed = run_metrics(cfg, tmp_path / "resumed", resume=True)
     pd.testing.assert_frame_equal(straight[METRICS], resumed[METRICS])
 
 
+@BN_KINDS
 @pytest.mark.parametrize("mode", ["vmap", "serial"])
-def test_a_sweep_over_the_lr_of_a_bn_model_gives_each_trial_its_metrics_alone(fake_fmnist_dir, tmp_path, mode):
-    cfgs = [bn_cfg(fake_fmnist_dir, "trainer.epochs=2", f"optimizer.lr={lr}") for lr in (0.1, 0.5)]
+def test_a_sweep_over_the_lr_of_a_bn_model_gives_each_trial_its_metrics_alone(fake_fmnist_dir, tmp_path, mode, bn):
+    cfgs = [bn_cfg(fake_fmnist_dir, "trainer.epochs=2", f"optimizer.lr={lr}", f"model.batch_norm={bn}") for lr in (0.1, 0.5)]
     outcomes = train_group(cfgs, [tmp_path / f"g{i}" for i in range(2)], mode=mode)
     assert [o.status for o in outcomes] == ["done", "done"]
     finals = []
