@@ -1,6 +1,7 @@
 """Data parallel training (D2L 12.5-12.6) on 4 virtual CPU devices: the metrics equal the one-device
 run's to float32 reduction order, for the step loop (an MLP with dropout) and the scan loop
-(BN-LeNet: batch statistics over the whole batch); a resumed 4-device run equals an
+(BN-LeNet, with autodiff's and the written-out batch-norm gradient: batch statistics over the
+whole batch); a resumed 4-device run equals an
 uninterrupted one; two processes on localhost equal one; bad device requests are config errors."""
 
 import json
@@ -29,6 +30,7 @@ SCRIPT = textwrap.dedent("""
     runs = {
         "mlp_dropout_step": ["model={name: mlp, hidden: [32], dropout: 0.2}", "trainer.loop=step"],
         "bn_lenet_scan": ["model={name: bn_lenet, padding: 2}", "trainer.loop=scan", "optimizer.lr=0.3"],
+        "bn_lenet_fused_scan": ["model={name: bn_lenet, padding: 2, batch_norm: fused}", "trainer.loop=scan", "optimizer.lr=0.3"],
     }
     result = {}
     for name, overrides in runs.items():
@@ -59,7 +61,7 @@ def metrics(rows):
     return np.array([[r[k] for k in ("train/loss", "train/acc", "val/loss", "val/acc")] for r in rows])
 
 
-@pytest.mark.parametrize("run", ["mlp_dropout_step", "bn_lenet_scan"])
+@pytest.mark.parametrize("run", ["mlp_dropout_step", "bn_lenet_scan", "bn_lenet_fused_scan"])
 def test_four_devices_equal_one(rows, run):
     one, four = metrics(rows[f"{run}/1"]), metrics(rows[f"{run}/4"])
     np.testing.assert_allclose(four, one, rtol=2e-4, atol=2e-5)
