@@ -26,7 +26,7 @@ def corr2d_numpy(x, w, padding):
 
 
 # (in channels, out channels, image size, padding): LeNet's two convolutions, and odd sizes
-SHAPES = [(1, 6, 28, 2), (6, 16, 14, 0), (3, 5, 9, 1), (1, 2, 7, 0)]
+SHAPES = [(1, 6, 28, 2), (6, 16, 14, 0), (3, 5, 9, 1), (1, 2, 7, 0), (2, 3, 16, 2)]
 
 
 @pytest.mark.parametrize("c_in, c_out, size, padding", SHAPES)

@@ -229,6 +229,7 @@ CONV_CASES = [
     pytest.param(2, 5, 4, 2, 3, 2, 2, 1, id="2x2-pad2"),  # padding > kernel - 1, stride 1
     pytest.param(2, 6, 5, 9, 2, 3, 1, 1, id="3x3-9-channels"),  # more channels than the other cases
     pytest.param(2, 6, 5, 9, 2, 3, 3, 1, id="3x3-pad3-9-channels"),
+    pytest.param(2, 15, 14, 2, 3, (3, 5), (1, 2), 1, id="3x5-15x14-outputs"),
 ]
 
 
