@@ -3,8 +3,7 @@
 Autodiff of the written-out formula (`layers.batch_norm`) gives a correct gradient that XLA
 runs as about a dozen passes over the activations (means of the cotangent, of its products
 with x, of x - mean, each its own reduction, plus the elementwise terms). Written out, the
-backward pass is two reductions (sum of g, sum of g * (x - mean), sibling reductions XLA runs
-over the data once) and one elementwise pass:
+backward pass is two reductions (sum of g, sum of g * (x - mean)) and one elementwise pass:
 
     dx = gamma / sigma * (g - mean(g) - x_hat * mean(g * x_hat))
     dgamma = sum(g * x_hat),  dbeta = sum(g)
@@ -23,21 +22,26 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def _statistics(x: jax.Array) -> tuple[jax.Array, jax.Array, tuple[int, ...], int]:
-    axes = tuple(range(x.ndim - 1))
-    mean = jnp.mean(x, axis=axes)
-    return mean, jnp.mean(jnp.square(x - mean), axis=axes), axes, x.size // x.shape[-1]
+def _axes(x: jax.Array) -> tuple[int, ...]:
+    """Every axis but the last (the channels)."""
+    return tuple(range(x.ndim - 1))
+
+
+def _statistics(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The batch's mean and biased variance per channel."""
+    mean = jnp.mean(x, axis=_axes(x))
+    return mean, jnp.mean(jnp.square(x - mean), axis=_axes(x))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def batch_norm_train(x: jax.Array, gamma: jax.Array, beta: jax.Array, eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
     """x (..., C) normalised per channel by the batch's statistics -> (y, batch mean, batch var)."""
-    mean, var, _, _ = _statistics(x)
+    mean, var = _statistics(x)
     return (x - mean) * (gamma * lax.rsqrt(var + eps)) + beta, mean, var
 
 
 def _fwd(x, gamma, beta, eps):
-    mean, var, _, _ = _statistics(x)
+    mean, var = _statistics(x)
     inv = lax.rsqrt(var + eps)
     return ((x - mean) * (gamma * inv) + beta, mean, var), (x, gamma, mean, inv)
 
@@ -45,7 +49,7 @@ def _fwd(x, gamma, beta, eps):
 def _bwd(eps, residuals, cotangents):
     x, gamma, mean, inv = residuals
     g, g_mean, g_var = cotangents
-    axes, n = tuple(range(x.ndim - 1)), x.size // x.shape[-1]
+    axes, n = _axes(x), x.size // x.shape[-1]
     centred = x - mean
     sum_g, sum_gc = jnp.sum(g, axis=axes), jnp.sum(g * centred, axis=axes)
     dx = (gamma * inv) * (g - sum_g / n) + centred * (2.0 * g_var / n - gamma * inv**3 * sum_gc / n) + g_mean / n
