@@ -191,6 +191,11 @@ def _moved(state, mean, var, momentum):
             "var": (1.0 - momentum) * state["var"] + momentum * var}
 
 
+def _normalise(params, x, mean, var, eps):
+    """gamma * (x - mean) / sqrt(var + eps) + beta (D2L 8.5.2)."""
+    return params["gamma"] * (x - mean) / jnp.sqrt(var + eps) + params["beta"]
+
+
 def batch_norm(momentum: float = 0.1, eps: float = 1e-5) -> Layer:
     """Batch normalization over every axis but the last (features of a dense layer, channels of
     NHWC images), written out as D2L 8.5 does from scratch.
@@ -209,7 +214,7 @@ def batch_norm(momentum: float = 0.1, eps: float = 1e-5) -> Layer:
             state = _moved(state, mean, var, momentum)
         else:
             mean, var = state["mean"], state["var"]
-        return params["gamma"] * (x - mean) / jnp.sqrt(var + eps) + params["beta"], state
+        return _normalise(params, x, mean, var, eps), state
 
     return Layer("bn", _bn_init, apply)
 
@@ -239,7 +244,7 @@ def batch_norm_fused(momentum: float = 0.1, eps: float = 1e-5) -> Layer:
 
     def apply(params, state, x, *, train=False, key=None):
         if not train:
-            return params["gamma"] * (x - state["mean"]) * jax.lax.rsqrt(state["var"] + eps) + params["beta"], state
+            return _normalise(params, x, state["mean"], state["var"], eps), state
         y, mean, var = batch_norm_train(x, params["gamma"], params["beta"], eps)
         return y, _moved(state, mean, var, momentum)
 
