@@ -13,9 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from pydantic import BaseModel
-
-from dlrun.core.config import Config, validate_options
+from dlrun.core.config import Config, Section, validate_options
 from dlrun.core.errors import ConfigError
 
 from . import (
@@ -34,7 +32,7 @@ from . import (
 
 class Experiment(NamedTuple):
     run: Callable[[Config, Path, str], dict[str, Any]]
-    options: type[BaseModel]  # the keys beside `experiment.name`, validated before anything is written
+    options: type[Section]  # the keys beside `experiment.name`, validated before anything is written
     metrics: tuple[str, ...] = ()  # summary.json's numbers that a config's `book.metric` may name
 
 
@@ -83,7 +81,7 @@ def run_config(cfg: Config, run_dir: str | Path, *, resume: bool = False, source
         ConfigError: an unknown experiment, or resuming or stopping early an experiment (which
             runs whole); and whatever `train` raises.
     """
-    from dlrun.core.report import outputs
+    from dlrun.core import disk
 
     experiment = experiment_for(cfg, source)
     if experiment is not None and (resume or stop_epoch is not None):
@@ -96,27 +94,27 @@ def run_config(cfg: Config, run_dir: str | Path, *, resume: bool = False, source
             raise ConfigError(f"{source}: experiment '{cfg.experiment.name}' runs in one process; start it without --coordinator")
         return _run(cfg, run_dir, experiment, resume, source, stop_epoch, plot, reporter)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with outputs.RunLock(run_dir):
+    with disk.RunLock(run_dir):
         if not track:
             return _run(cfg, run_dir, experiment, resume, source, stop_epoch, plot, reporter)
         from dlrun.core.errors import TrainingDiverged, TrainingInterrupted
-        from dlrun.core.report import runs
+        from dlrun.core.report import status
 
-        runs.mark_started(run_dir, cfg.trainer.epochs, resume)
+        status.mark_started(run_dir, cfg.trainer.epochs, resume)
         try:
             summary = _run(cfg, run_dir, experiment, resume, source, stop_epoch, plot, reporter)
         except TrainingInterrupted as err:
-            runs.mark(run_dir, "interrupted", error=str(err))
+            status.write_status(run_dir, "interrupted", error=str(err))
             raise
         except TrainingDiverged as err:
-            runs.mark(run_dir, "diverged", error=str(err))
+            status.write_status(run_dir, "diverged", error=str(err))
             raise
         except BaseException as err:
-            runs.mark(run_dir, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+            status.write_status(run_dir, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
                       error=f"{type(err).__name__}: {err}"[:500])
             raise
         stopped = stop_epoch is not None and stop_epoch < cfg.trainer.epochs
-        runs.mark(run_dir, "stopped" if stopped else "done", epochs=summary.get("epochs"))
+        status.write_status(run_dir, "stopped" if stopped else "done", epochs=summary.get("epochs"))
         return summary
 
 
@@ -125,10 +123,10 @@ def _run(cfg, run_dir: Path, experiment, resume, source, stop_epoch, plot, repor
         from dlrun.core.training.train import train
 
         return train(cfg, run_dir, resume=resume, stop_epoch=stop_epoch, plot=plot, reporter=reporter).summary
+    from dlrun.core import disk
     from dlrun.core.config import to_yaml
-    from dlrun.core.report import outputs
 
-    outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    disk.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
     return experiment.run(cfg, run_dir, source)
 
 

@@ -7,7 +7,9 @@ Gaussian-kernel attention softmax(-(x - x_i)^2 / 2) over the training y (non-par
 same with a learned bandwidth w, softmax(-((x - x_i) w)^2 / 2), fitted by plain gradient descent
 (lr 0.5, full batch, the 1/2 squared error summed over the points) with each training point
 attending to the other 49 (leave-one-out). Writes predictions.png and attention.png (test x
-against training x, both kernels), metrics.csv (loss per epoch) and summary.json.
+against training x, both kernels), metrics.csv (loss per epoch) and summary.json. The
+bandwidth is fitted by a hand loop (`fit_bandwidth`), not the training loop: one scalar, the
+whole data set as its only batch and no evaluation split, as the book writes it.
 
 `positional_encoding`: the sinusoidal encoding's columns 6-9 for d = 32 over 60 positions, as
 the book draws it (positional_encoding.png), and the whole matrix as a heatmap.
@@ -21,17 +23,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dlrun.core.config import Config, validate_options
+from dlrun.core import disk
+from dlrun.core.config import Config, Section, validate_options
 from dlrun.core.nn.attention import positional_encoding
 from dlrun.core.report import outputs, plots, progress
 
 BOOK = {"loss_first_epoch": {"MX16": 25.5, "PT16": 24.7}, "loss_epoch_5": {"MX16": 7.88, "PT16": 6.19}}
 
 
-class NadarayaWatsonOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class NadarayaWatsonOptions(Section):
     name: str = "nadaraya_watson"
     n_train: int = Field(50, gt=1)
     noise: float = Field(0.5, ge=0)
@@ -39,8 +41,7 @@ class NadarayaWatsonOptions(BaseModel):
     lr: float = Field(0.5, gt=0)
 
 
-class PositionalEncodingOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class PositionalEncodingOptions(Section):
     name: str = "positional_encoding"
     dim: int = Field(32, gt=1)
     positions: int = Field(60, gt=1)
@@ -97,7 +98,7 @@ def run_nadaraya_watson(cfg: Config, run_dir: Path, source: str = "config") -> d
     mse = {name: float(np.mean((p - d["y_truth"]) ** 2)) for name, p in preds.items()}
     outputs.write_metrics(run_dir / "metrics.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(losses)])
     summary = {"loss": losses[-1], "w": w, "w_initial": w0, "losses": losses, "test_mse": mse, "book": BOOK}
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     notes.note(f"learned w {w:.3f}; test MSE against f: " + ", ".join(f"{k} {v:.3f}" for k, v in mse.items()))
     _plot_predictions(run_dir / "predictions.png", d, preds)
     plots.plot_heatmaps(run_dir / "attention.png",
@@ -137,5 +138,5 @@ def run_positional_encoding(cfg: Config, run_dir: Path, source: str = "config") 
     fig.colorbar(image, ax=right)
     plots.write_figure(run_dir / "positional_encoding.png", fig)
     last = {f"position {opts.positions - 1}, col {c}": float(p[-1, c]) for c in opts.columns}
-    outputs.write_json(run_dir / "summary.json", {"values": last})
+    disk.write_json(run_dir / "summary.json", {"values": last})
     return {"values": last}

@@ -5,6 +5,10 @@ The book initialises with its framework's default; here the kernel is drawn from
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)) = U(-0.707, 0.707) (PyTorch's Conv2d default, fan_in = 2)
 with `jax.random.PRNGKey(seed)`. As in the book, iteration i logs the loss computed in its step,
 before its update.
+
+The ten updates are a hand loop, not the training loop (`core.training.lifecycle`), on purpose:
+the lesson is the update w <- w - lr * dL/dw itself, on one image with no data set, batches,
+evaluation split or checkpoint, and the loop shows it in four lines.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dlrun.core.config import Config, validate_options
+from dlrun.core import disk
+from dlrun.core.config import Config, Section, validate_options
 from dlrun.core.errors import TrainingDiverged
 from dlrun.core.nn import layers as L
 from dlrun.core.report import outputs, plots, progress
@@ -32,8 +37,7 @@ BOOK = {
 KERNEL_INIT = jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
 
-class ConvKernelOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ConvKernelOptions(Section):
     name: str = "conv_kernel"
     iterations: int = Field(10, gt=0, description="gradient-descent steps on the whole image")
     lr: float = Field(0.03, gt=0, description="step size; this loss diverges for lr above 1/30")
@@ -105,7 +109,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
         "init": "uniform(-1/sqrt(2), 1/sqrt(2)) (PyTorch's Conv2d default)",
         "book": BOOK,
     }
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     notes.note(f"learned kernel [{kernel[0]:.4f}, {kernel[1]:.4f}]  (true [1, -1])")
     _plot(run_dir / "loss.png", rows)
     return summary

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dlrun.core.config import Config, validate_options
+from dlrun.core import disk
+from dlrun.core.config import Config, Section, validate_options
 from dlrun.core.data.text import Vocab, clean, clean_lines, ngram_freqs, read_time_machine, tokenize
-from dlrun.core.report import outputs, plots, progress
+from dlrun.core.report import plots, progress
 
 BOOK = {
     "lines (0.16)": 3221, "char corpus (0.16)": 170580, "char corpus (1.0)": 173428, "char vocab": 28,
@@ -26,8 +27,7 @@ BOOK = {
 }
 
 
-class CorpusStatsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CorpusStatsOptions(Section):
     name: str = "corpus_stats"
     top: int = Field(10, gt=0, description="how many of the most frequent n-grams to report")
 
@@ -74,7 +74,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
         notes.note(f"{key}: {stats[key]}")
     for name in ("words", "bigrams", "trigrams"):
         notes.note(f"top {name}: " + ", ".join(f"{g} ({c})" for g, c in stats[f"top {name}"][:5]))
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     _plot(run_dir / "zipf.png", words)
     return summary
 

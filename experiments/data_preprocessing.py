@@ -13,19 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from dlrun.core.config import Config, validate_options
+from dlrun.core import disk
+from dlrun.core.config import Config, Section, validate_options
 from dlrun.core.data.tabular import read_table
-from dlrun.core.report import outputs, progress
+from dlrun.core.report import progress
 
 HOUSE_TINY = "NumRooms,RoofType,Price\nNA,NA,127500\n2,NA,106000\n4,Slate,178100\nNA,NA,140000\n"
 BOOK_X = [[3.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 1.0, 0.0], [3.0, 0.0, 1.0]]  # D2L 2.2.3's printed tensors
 BOOK_Y = [127500.0, 106000.0, 178100.0, 140000.0]
 
 
-class DataPreprocessingOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class DataPreprocessingOptions(Section):
     name: str = "data_preprocessing"
 
 
@@ -47,11 +46,11 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
     validate_options(DataPreprocessingOptions, cfg, source)
     path = run_dir / "data" / "house_tiny.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    outputs.write_atomic(path, HOUSE_TINY)  # as the book writes ../data/house_tiny.csv
+    disk.write_atomic(path, HOUSE_TINY)  # as the book writes ../data/house_tiny.csv
     steps = preprocess(path)
     titles = {"data": "read_csv", "one_hot": "get_dummies(inputs, dummy_na=True)", "imputed": "fillna(inputs.mean())"}
     tables = "\n\n".join(f"## {titles[k]}\n\n```\n{steps[k].to_string()}\n```" for k in titles)
-    outputs.write_atomic(run_dir / "tables.md", f"# D2L 2.2: {path.name}\n\n{tables}\n")
+    disk.write_atomic(run_dir / "tables.md", f"# D2L 2.2: {path.name}\n\n{tables}\n")
     notes = progress.notes(cfg.trainer.progress)
     for key, title in titles.items():
         notes.note(f"{title}:\n{steps[key].to_string()}")
@@ -60,6 +59,6 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
     difference = max(float(np.max(np.abs(X - np.asarray(BOOK_X)))), float(np.max(np.abs(y - np.asarray(BOOK_Y)))))
     summary = {"X": X.tolist(), "y": y.tolist(), "columns": list(steps["imputed"].columns),
                "book": {"X": BOOK_X, "y": BOOK_Y}, "max_difference": difference}
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     return summary
 

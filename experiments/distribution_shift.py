@@ -26,13 +26,15 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from dlrun.core import disk
 from dlrun.core.config import (
     Config,
     ConfigError,
     ExperimentConfig,
     OptimizerConfig,
+    Section,
     SoftmaxRegressionModel,
     validate_options,
 )
@@ -46,11 +48,7 @@ from .shift_plots import shift_plot
 from .shift_stats import confusion_matrix, estimate_target_prior, sample_by_prior
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DiscriminatorOptions(Options):
+class DiscriminatorOptions(Section):
     """The logistic regression h between training (z = -1) and target-distribution (z = 1) inputs."""
 
     epochs: int = Field(10, gt=0)
@@ -58,7 +56,7 @@ class DiscriminatorOptions(Options):
                       "so lr 0.1 oscillates along it")
 
 
-class CovariateOptions(Options):
+class CovariateOptions(Section):
     """A training image is kept with probability sigmoid(-strength * z), z its standardised mean
     brightness (negated to favour bright images); strength 0 is no shift."""
 
@@ -72,7 +70,7 @@ class CovariateOptions(Options):
 Prior = tuple[float, ...]
 
 
-class LabelOptions(Options):
+class LabelOptions(Section):
     """Class priors are relative weights, one per class, normalised when used."""
 
     train_prior: Prior = (0.1,) * 5 + (1.0,) * 5
@@ -90,7 +88,7 @@ class LabelOptions(Options):
         return prior
 
 
-class DistributionShiftOptions(Options):
+class DistributionShiftOptions(Section):
     kind: Literal["covariate", "label", "both"] = "both"
     covariate: CovariateOptions = CovariateOptions()
     label: LabelOptions = LabelOptions()
@@ -137,8 +135,8 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
         "device": str(jax.devices()[0].device_kind),
     }
     outputs.write_metrics(run_dir / "metrics.csv", [row for r in results.values() for row in r.rows])
-    outputs.write_json(run_dir / "summary.json", summary)
-    outputs.write_atomic(run_dir / "shift.png", shift_plot({k: r.plot for k, r in results.items()}, title=cfg.name))
+    disk.write_json(run_dir / "summary.json", summary)
+    disk.write_atomic(run_dir / "shift.png", shift_plot({k: r.plot for k, r in results.items()}, title=cfg.name))
     return summary
 
 

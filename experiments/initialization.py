@@ -14,12 +14,14 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from dlrun.core import disk
 from dlrun.core.config import (
     Config,
     ExperimentConfig,
     MLPModel,
+    Section,
     validate_options,
 )
 from dlrun.core.data import load_dataset
@@ -30,8 +32,7 @@ from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training.train import train
 
 
-class InitOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class InitOptions(Section):
     name: str = "initialization"
     depth: int = Field(8, gt=0, description="hidden layers of the deep MLP")
     width: int = Field(128, gt=0)
@@ -72,7 +73,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
     _save(run_dir / "grad_norms.png", _plot_grad_norms(grad_rows, opts))
     if curves:
         _save(run_dir / "training.png", _plot_training(curves))
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     return summary
 
 

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dlrun.core.config import Config, ConfigError, CSVData, ExperimentConfig, validate_options
+from dlrun.core import disk
+from dlrun.core.config import Config, ConfigError, CSVData, ExperimentConfig, Section, validate_options
 from dlrun.core.data import DataError, Dataset, tabular
 from dlrun.core.errors import TrainingDiverged
 from dlrun.core.nn.losses import LOSSES, Metric
@@ -37,10 +38,9 @@ if TYPE_CHECKING:
 BOOK_VAL_LOG_RMSE = (0.16, 0.19)  # D2L 4.10.7: average valid log-RMSE of the linear model, k = 5
 
 
-class KaggleHouseOptions(BaseModel):
+class KaggleHouseOptions(Section):
     """The keys beside `experiment.name: kaggle_house`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     k: int = Field(5, ge=2, description="folds of cross-validation")
     test_file: str = Field("kaggle_house_pred_test.csv", description="rows to price for submission.csv")
     predict: bool = Field(True, description="train on all rows and write submission.csv for test_file")
@@ -128,7 +128,7 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
         "device": str(jax.devices()[0].device_kind),
         "backend": jax.default_backend(),
     }
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     return summary
 
 
@@ -220,7 +220,7 @@ def predict_test(
     if not np.all(np.isfinite(prices)):
         raise TrainingDiverged(f"the model trained on all rows predicts non-finite prices for {test_path}")
     submission = pd.DataFrame({"Id": test["Id"], data.target: prices})
-    outputs.write_atomic(out, submission.to_csv(index=False, float_format="%.2f"))
+    disk.write_atomic(out, submission.to_csv(index=False, float_format="%.2f"))
     return {
         "all/train/log_rmse": result.rows[-1]["train/log_rmse"],
         "all/compile_seconds": result.compile_seconds,

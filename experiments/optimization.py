@@ -6,7 +6,9 @@ Each run is an Optax transformation (the from-scratch ones of `core.training.fro
 applied for the book's number of steps in one `lax.scan`. The final points are written next to
 the book's printed ones (summary.json, results.csv), and every trajectory is drawn over its
 function's contours (trajectories.png). These are not data sets and models, so they do not go
-through the training loop: a run is ten to a thousand updates of a scalar or a 2-vector.
+through the training loop (`core.training.lifecycle`): a run is ten to a thousand updates of a
+scalar or a 2-vector, and the lesson is the trajectory of those updates, which a hand `lax.scan`
+shows plainly.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dlrun.core.config import Config, validate_options
+from dlrun.core import disk
+from dlrun.core.config import Config, Section, validate_options
 from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training import from_scratch
 
@@ -95,8 +98,7 @@ TOYS = [
 ]
 
 
-class OptimizationToysOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class OptimizationToysOptions(Section):
     name: str = "optimization_toys"
     repeats: int = Field(20, gt=0, description="11.4: noisy runs per schedule for the mean distance to the optimum")
 
@@ -159,7 +161,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
                                                      "book": " ".join(map(str, r.get("book", [])))} for r in rows])
     summary = {"runs": rows, "max_difference": max(r.get("difference", 0.0) for r in rows),
                "seed": cfg.seed, "repeats": opts.repeats}
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     _plot(run_dir / "trajectories.png", paths)
     return summary
 

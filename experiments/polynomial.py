@@ -6,20 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from dlrun.core import disk
 from dlrun.core.config import (
     Config,
     ExperimentConfig,
     PolynomialData,
+    Section,
     validate_options,
 )
 from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training.train import train
 
 
-class DegreeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class DegreeOptions(Section):
     name: str = "polynomial_degrees"
     num_features: tuple[int, ...] = Field(tuple(range(1, 21)), min_length=1, description="1 = a constant ... 20 = degree 19")
 
@@ -47,7 +48,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
         notes.note(f"num_features {k:2d}  train/loss {row['train/loss']:.4g}  val/loss {row['val/loss']:.4g}")
     best = min(rows, key=lambda r: r["val/loss"])
     summary = {"best/num_features": best["num_features"], "best/val/loss": best["val/loss"], "runs": rows}
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     _plot(run_dir / "degrees.png", rows)
     return summary
 

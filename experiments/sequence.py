@@ -17,9 +17,10 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dlrun.core.config import Config, validate_options
+from dlrun.core import disk
+from dlrun.core.config import Config, Section, validate_options
 from dlrun.core.data import load_dataset
 from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training.train import train
@@ -27,8 +28,7 @@ from dlrun.core.training.train import train
 Predict = Callable[[np.ndarray], np.ndarray]  # (n, tau) lagged values -> (n,) next values
 
 
-class SequenceOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SequenceOptions(Section):
     name: str = "sine"
     steps: tuple[int, ...] = Field((1, 4, 16, 64), min_length=1, description="the k of the k-step-ahead predictions")
 
@@ -80,7 +80,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
         "multistep_from": start + 1,  # the book's time axis counts from 1
         "noise_variance": cfg.data.noise**2,
     }
-    outputs.write_json(run_dir / "summary.json", summary)
+    disk.write_json(run_dir / "summary.json", summary)
     one_step = predict(np.stack([x[i : len(x) - tau + i] for i in range(tau)], axis=1))
     _plot(run_dir / "predictions.png", x, tau, one_step, preds, opts.steps, multi, start)
     return summary

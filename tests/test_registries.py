@@ -257,10 +257,3 @@ def test_an_unknown_name_in_a_file_lists_the_valid_ones(text, registry, tmp_path
     message = str(err.value)
     assert str(path) in message
     assert_lists(message, registry)
-
-
-def test_the_schema_knows_which_losses_report_accuracy():
-    """`book.metric` is checked at load time without importing JAX, from the schema's own list."""
-    from dlrun.core.config.schema import CLASSIFYING_LOSSES
-
-    assert set(CLASSIFYING_LOSSES) == {name for name, loss in LOSSES.items() if loss.classify}

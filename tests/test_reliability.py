@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dlrun.cli.main import app
+from dlrun.core import disk
 from dlrun.core.report import outputs
 from dlrun.core.training.checkpoint import list_checkpoints
 
@@ -116,7 +117,7 @@ def test_resume_of_something_that_is_not_a_run(tmp_path):
 def test_a_locked_run_directory_is_refused(tmp_path, fake_fmnist_dir):
     out = tmp_path / "run"
     out.mkdir()
-    with outputs.RunLock(out):
+    with disk.RunLock(out):
         result = runner.invoke(app, train_args(fake_fmnist_dir, out, "--set", "trainer.epochs=1"))
     assert result.exit_code == 2 and "in use by another dlrun process" in result.output
     assert not (out / "metrics.csv").exists()
@@ -233,7 +234,7 @@ def test_sigterm_stops_a_sweep_and_its_workers_cleanly(tmp_path):
         time.sleep(0.2)
     assert not _alive(workers), f"left running: {sorted(_alive(workers))}"
     for trial in (tmp_path / "sw" / "trials").iterdir():  # every started trial stopped at a checkpoint
-        assert not outputs.is_locked(trial)
+        assert not disk.is_locked(trial)
 
 
 @pytest.mark.slow

@@ -8,9 +8,11 @@ import time
 from typer.testing import CliRunner
 
 from dlrun.cli.main import app
+from dlrun.core import disk
 from dlrun.core.config import load_config
 from dlrun.core.report import outputs
-from dlrun.core.report.runs import mark, mark_started
+from dlrun.core.report.status import mark_started
+from dlrun.core.report.status import write_status as mark
 from dlrun.experiments import run_config
 
 from .conftest import CONFIGS
@@ -43,7 +45,7 @@ def test_runs_in_every_status(tmp_path):
     (runs / "failed").mkdir()
     (runs / "failed" / "config.yaml").write_text((runs / "done" / "config.yaml").read_text())
     mark(runs / "failed", "failed", error="RuntimeError: out of memory")
-    with outputs.RunLock(runs / "running"):
+    with disk.RunLock(runs / "running"):
         rows = listed(runs)
     assert rows["done"]["status"] == "done" and rows["done"]["epochs"] == rows["done"]["planned"] == 3
     assert rows["done"]["metric"] == "val/loss" and rows["done"]["value"] < 1e-3 and rows["done"]["resume"] == ""

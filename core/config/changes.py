@@ -29,3 +29,18 @@ def unsafe_changes(saved: Config, now: Config) -> list[str]:
 
 def _show(value: Any) -> str:
     return "unset" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def require_resumable(saved: Config, now: Config, what: str, advice: str) -> None:
+    """The one resume rule: `now` may continue the run trained with `saved` only if it differs
+    as a resume may (`unsafe_changes`). `what` says which two configs were compared.
+
+    Raises:
+        ConfigError: naming each key that differs, with both values, and `advice`.
+    """
+    from ..errors import ConfigError
+
+    unsafe = unsafe_changes(saved, now)
+    if unsafe:
+        raise ConfigError(f"{what}: {', '.join(unsafe)}; resuming would continue another run "
+                          f"(only trainer.epochs may grow, and {', '.join(HOW_IT_IS_WATCHED)} change). {advice}")

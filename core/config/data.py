@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -15,6 +15,8 @@ class SyntheticRegressionData(Section):
     """y = X w + b + noise, X ~ N(0, 1) (D2L 3.3). `true_w` is a list, or one number repeated
     `num_inputs` times (D2L 4.5: d = 200 inputs of weight 0.01)."""
 
+    task: ClassVar[str] = "supervised"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ("w_error", "b_error")  # summary keys its runs add
     name: Literal["synthetic_regression"] = "synthetic_regression"
     true_w: float | tuple[float, ...] = (2.0, -3.4)
     num_inputs: int | None = Field(None, gt=0, description="with a scalar true_w: how many inputs")
@@ -43,6 +45,8 @@ class PolynomialData(Section):
     """x ~ N(0, 1); features x^i / i! for i < num_features; y = features @ true_w + noise (D2L 4.4).
     The model sees the first `num_features` features (4: a cubic, 2: linear, 20: all)."""
 
+    task: ClassVar[str] = "supervised"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
     name: Literal["polynomial"] = "polynomial"
     num_features: int = Field(4, gt=0, le=20)
     max_degree: int = Field(20, gt=0, description="features of the generating polynomial")
@@ -58,6 +62,8 @@ class SineData(Section):
     example is the previous `tau` values, its label x_t. The first `num_train` examples train,
     the rest validate (1.0; the 0.16 edition trains on the same 600)."""
 
+    task: ClassVar[str] = "supervised"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
     name: Literal["sine"] = "sine"
     T: int = Field(1000, gt=1)
     tau: int = Field(4, gt=0)
@@ -88,6 +94,8 @@ class FashionMNISTData(Section):
     """Fashion-MNIST from the four original IDX files (D2L 3.5). Images stay 28x28 in memory;
     `resize` (bilinear) and `augment` run on the device per batch."""
 
+    task: ClassVar[str] = "supervised"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
     name: Literal["fashion_mnist"] = "fashion_mnist"
     dir: str | None = None
     resize: int | None = Field(None, gt=0, description="side of the square images the model sees (D2L 8.1: 224)")
@@ -103,6 +111,8 @@ class CSVData(Section):
     only (D2L 2.2, 4.10). Without `val_file`, the last `val_fraction` of the (shuffled) rows
     validate."""
 
+    task: ClassVar[str] = "supervised"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
     name: Literal["csv"] = "csv"
     file: str = Field(description="CSV path, or a file name looked up in the data directories")
     val_file: str | None = None
@@ -122,6 +132,8 @@ class AirfoilData(Section):
     of an endless shuffled stream (the book records every 200 examples); by default an epoch is
     one pass."""
 
+    task: ClassVar[str] = "supervised"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
     name: Literal["airfoil"] = "airfoil"
     num_rows: int = Field(1500, gt=0, le=1503)
     batch_size: int = Field(10, gt=0)
@@ -146,6 +158,8 @@ class TimeMachineData(Section):
     edition) partition the first `max_tokens` tokens (D2L 9.3.4; sequential carries the hidden
     state from batch to batch); the next `num_val` non-overlapping windows validate."""
 
+    task: ClassVar[str] = "language_model"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
     name: Literal["time_machine"] = "time_machine"
     token: Literal["char", "word"] = "char"
     num_steps: int = Field(32, gt=0)
@@ -173,6 +187,8 @@ class FraEngData(Section):
     `sentences` (source: reference) with their BLEU, and the corpus BLEU of the held-out pairs
     decoded greedily and with a beam of `beam_size`."""
 
+    task: ClassVar[str] = "translation"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
     name: Literal["fra_eng"] = "fra_eng"
     num_steps: int = Field(9, gt=1)
     num_train: int = Field(512, gt=0)

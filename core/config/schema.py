@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from . import metrics
 from .data import *  # noqa: F403 - the data sections belong to the schema's vocabulary
 from .data import DataConfig, FashionMNISTData
 from .models import MLPModel, ModelConfig, Section
@@ -24,7 +25,7 @@ class LossConfig(Section):
     (of sequences too: the mean over steps); masked_cross_entropy sums over each target's valid
     tokens and averages over tokens (D2L 10.7.3)."""
 
-    name: Literal["squared_error", "mse", "cross_entropy", "masked_cross_entropy"] = "cross_entropy"
+    name: Literal["squared_error", "mse", "cross_entropy", "masked_cross_entropy"] = "cross_entropy"  # classifying: `metrics`
     l2_penalty: float = Field(0.0, ge=0, description="lambda: adds lambda/2 ||w||^2 of the weights (D2L 4.5)")
 
 
@@ -60,6 +61,17 @@ class ScheduleConfig(Section):
         return self
 
 
+class ParamGroup(Section):
+    """Parameters picked by path (`dense2/*`, `residual*/conv1/w`: shell-style patterns over
+    the parameter paths `dlrun summary` shows) that train at their own learning rate, or not at
+    all (D2L 13.2: the pretrained body at lr, the new head at 10 lr). A parameter takes the
+    first group whose pattern matches it; the others train as the optimizer says."""
+
+    params: str = Field(min_length=1, description="a shell-style pattern over parameter paths, e.g. output/*")
+    lr_scale: float = Field(1.0, gt=0, description="this group's learning rate is optimizer.lr times this")
+    freeze: bool = Field(False, description="leave these parameters as they are (no optimizer state is kept for them)")
+
+
 class OptimizerConfig(Section):
     """The optimizer (D2L 11.5-11.10). `impl: scratch` uses the book's equations written out
     (`core.training.from_scratch`) instead of Optax's transforms; the two agree (tested)."""
@@ -81,6 +93,7 @@ class OptimizerConfig(Section):
         return self
     weight_decay: float = Field(0.0, ge=0, description="L2 on weights (not biases), as SGD's weight_decay")
     clip_norm: float | None = Field(None, gt=0, description="clip gradients by global norm")
+    groups: tuple[ParamGroup, ...] = Field((), description="parameters with their own learning rate, or frozen (fine-tuning)")
     schedule: ScheduleConfig = ScheduleConfig()
 
 
@@ -103,6 +116,17 @@ class TrainerConfig(Section):
         if len(set(self.log_to)) != len(self.log_to):
             raise ValueError(f"log_to names a tracker twice: {list(self.log_to)}")
         return self
+
+
+class InitFrom(Section):
+    """Start from another run's trained parameters (D2L 13.2, fine-tuning): every parameter and
+    model-state array (batch-norm statistics) whose path matches `include` and not `exclude` is
+    copied from the run's params.npz; the rest (a new output layer) is initialised as usual. A
+    copied array must have the same shape in both models."""
+
+    run: str = Field(min_length=1, description="a run directory holding params.npz (any finished run)")
+    include: tuple[str, ...] = Field(("*",), description="shell-style patterns of the paths to copy")
+    exclude: tuple[str, ...] = Field((), description="patterns of paths initialised afresh (the head)")
 
 
 class ExperimentConfig(Section):
@@ -132,23 +156,6 @@ class BookResult(Section):
         return self
 
 
-# losses whose runs report accuracy (`core.nn.losses`: classify; tests/test_registries.py checks)
-CLASSIFYING_LOSSES = ("cross_entropy", "masked_cross_entropy")
-
-
-def training_metrics(cfg: Config) -> set[str]:
-    """The summary.json keys a run of the training loop reports for `cfg`."""
-    splits = ("train", "val")
-    metrics = {f"{s}/loss" for s in splits} | {"w_norm"}
-    if cfg.loss.name in CLASSIFYING_LOSSES:
-        metrics |= {f"{s}/acc" for s in splits}
-    if cfg.data.name == "time_machine":
-        metrics |= {f"{s}/ppl" for s in splits}
-    if cfg.data.name == "synthetic_regression":
-        metrics |= {"w_error", "b_error"}
-    return metrics
-
-
 class Config(Section):
     experiment: ExperimentConfig = ExperimentConfig()
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -158,6 +165,7 @@ class Config(Section):
     loss: LossConfig = LossConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     trainer: TrainerConfig = TrainerConfig()
+    init_from: InitFrom | None = None
     book: BookResult | None = None
 
     @model_validator(mode="before")
@@ -181,7 +189,7 @@ class Config(Section):
     @model_validator(mode="after")
     def _book_metric(self) -> Config:
         if self.book is not None and self.experiment.name == "train":
-            reported = training_metrics(self)
+            reported = metrics.reported(self)
             if self.book.metric not in reported:
                 raise ValueError(f"book.metric: the run never reports {self.book.metric!r}; it reports "
                                  f"{', '.join(sorted(reported))}")

@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -23,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import disk
 from ..errors import DataNotFoundError
 
 
@@ -85,40 +85,29 @@ def find_or_fetch(
 def download(remote: RemoteFile, into: Path, timeout: float = 60) -> Path:
     """Download to a temporary file in `into`, verify the sha1, then rename into place."""
     into.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=into, prefix=f".{Path(remote.name).name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as response:
+    target = into / remote.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with disk.temporary_beside(into / Path(remote.name).name, suffix=".part") as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-        found = sha1_of(Path(tmp), remote.sha1_of_content)
+        found = sha1_of(tmp, remote.sha1_of_content)
         if found != remote.sha1:
             raise OSError(f"sha1 mismatch for {remote.url}: expected {remote.sha1}, got {found}")
-        target = into / remote.name
-        target.parent.mkdir(parents=True, exist_ok=True)
         if remote.member:
-            return extract(Path(tmp), remote.member, target)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+            return extract(tmp, remote.member, target)
+        disk.publish(tmp, target)
         return target
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def extract(archive: Path, member: str, target: Path) -> Path:
     """Copy `member` of the zip `archive` to `target` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(archive) as zf, zf.open(member) as src:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as src, disk.atomic_file(target, suffix=".part") as out:
             shutil.copyfileobj(src, out)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
         return target
     except KeyError as err:
         raise OSError(f"{archive}: the archive has no member {member}") from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def sha1_of(path: Path, of_content: bool = False) -> str:
@@ -143,21 +132,8 @@ def cached_array(source: Path, decode: Callable[[Path], np.ndarray], kind: str) 
     array = decode(source)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with disk.atomic_file(target, suffix=".part") as f:
+            np.save(f, array, allow_pickle=False)
     except OSError:
         pass  # a read-only cache: decoding each time is slower, not wrong
     return array
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

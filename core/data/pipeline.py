@@ -15,11 +15,14 @@ import jax.numpy as jnp
 
 
 class Pipeline(NamedTuple):
-    """`apply(x, key, train) -> x` on a (batch, H, W, C) array; `out_shape` of one example."""
+    """`apply(x, key, train) -> x` on a (batch, H, W, C) array; `out_shape` of one example;
+    `apply_pair(x, targets, key, train) -> (x, targets)` moves boxes and masks with their
+    images (the same draws as `apply`)."""
 
     apply: Callable[[jax.Array, jax.Array | None, bool], jax.Array]
     out_shape: tuple[int, ...]
     identity: bool
+    apply_pair: Callable | None = None
 
 
 def resize(x: jax.Array, size: int) -> jax.Array:
@@ -27,15 +30,41 @@ def resize(x: jax.Array, size: int) -> jax.Array:
     return jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "bilinear")
 
 
-def random_flip(key: jax.Array, x: jax.Array) -> jax.Array:
-    """Mirror each image left-right with probability 1/2."""
+# Targets that move with their image (D2L 13.1, 13.6, 13.9): `boxes` (batch, n, 4) as corners
+# (x1, y1, x2, y2) in fractions of the image's width and height, and `mask` (batch, H, W) of
+# per-pixel labels. Any other target (a class label) is left as it is.
+Targets = dict[str, jax.Array]
+
+
+def flip_targets(flip: jax.Array, targets: Targets | None, width: int) -> Targets | None:
+    """The targets of images mirrored left-right where `flip` (batch,) is True."""
+    if not targets:
+        return targets
+    out = dict(targets)
+    if "boxes" in out:
+        b = out["boxes"]
+        mirrored = jnp.stack([1.0 - b[..., 2], b[..., 1], 1.0 - b[..., 0], b[..., 3]], axis=-1)
+        out["boxes"] = jnp.where(flip[:, None, None], mirrored, b)
+    if "mask" in out:
+        out["mask"] = jnp.where(flip[:, None, None], out["mask"][:, :, ::-1], out["mask"])
+    return out
+
+
+def random_flip(key: jax.Array, x: jax.Array, targets: Targets | None = None):
+    """Mirror each image left-right with probability 1/2; with `targets`, (images, targets)
+    with the boxes and masks mirrored alike."""
     flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
-    return jnp.where(flip, x[:, :, ::-1, :], x)
+    flipped = jnp.where(flip, x[:, :, ::-1, :], x)
+    if targets is None:
+        return flipped
+    return flipped, flip_targets(flip[:, 0, 0, 0], targets, x.shape[2])
 
 
-def random_crop(key: jax.Array, x: jax.Array, padding: int) -> jax.Array:
+def random_crop(key: jax.Array, x: jax.Array, padding: int, targets: Targets | None = None):
     """Pad each image with `padding` zeros on every side and cut out its original size at an
-    offset drawn per image from [0, 2 padding] along each axis."""
+    offset drawn per image from [0, 2 padding] along each axis. With `targets`, (images,
+    targets): boxes shifted by the same offset and clipped to the image, masks cropped alike
+    (padding with label 0, the background)."""
     b, h, w, c = x.shape
     padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     offsets = jax.random.randint(key, (b, 2), 0, 2 * padding + 1)
@@ -43,7 +72,19 @@ def random_crop(key: jax.Array, x: jax.Array, padding: int) -> jax.Array:
     def crop(image, offset):
         return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
 
-    return jax.vmap(crop)(padded, offsets)
+    cropped = jax.vmap(crop)(padded, offsets)
+    if targets is None:
+        return cropped
+    out = dict(targets)
+    shift = (padding - offsets).astype(jnp.float32)  # pixels the content moves down and right
+    if "boxes" in out:
+        dx, dy = shift[:, 1, None] / w, shift[:, 0, None] / h
+        bx = out["boxes"]
+        out["boxes"] = jnp.clip(jnp.stack([bx[..., 0] + dx, bx[..., 1] + dy, bx[..., 2] + dx, bx[..., 3] + dy], -1), 0.0, 1.0)
+    if "mask" in out:
+        m = jnp.pad(out["mask"], ((0, 0), (padding, padding), (padding, padding)))
+        out["mask"] = jax.vmap(lambda mm, o: jax.lax.dynamic_slice(mm, (o[0], o[1]), (h, w)))(m, offsets)
+    return cropped, out
 
 
 def random_brightness(key: jax.Array, x: jax.Array, amount: float) -> jax.Array:
@@ -53,16 +94,20 @@ def random_brightness(key: jax.Array, x: jax.Array, amount: float) -> jax.Array:
     return jnp.clip(x * factor, 0.0, 1.0)
 
 
-def augment(x: jax.Array, key: jax.Array, cfg) -> jax.Array:
-    """Crop, flip, then brightness, as `cfg` (an `AugmentConfig`) switches them on."""
+def augment(x: jax.Array, key: jax.Array, cfg, targets: Targets | None = None):
+    """Crop, flip, then brightness, as `cfg` (an `AugmentConfig`) switches them on. With
+    `targets`, (images, targets): boxes and masks move with their images, drawn from the same
+    keys, so an image augments alike with or without targets."""
     k_crop, k_flip, k_bright = jax.random.split(key, 3)
     if cfg.crop_padding:
-        x = random_crop(k_crop, x, cfg.crop_padding)
+        x = random_crop(k_crop, x, cfg.crop_padding) if targets is None else random_crop(k_crop, x, cfg.crop_padding, targets)
+        x, targets = (x, targets) if targets is None else x
     if cfg.flip:
-        x = random_flip(k_flip, x)
+        x = random_flip(k_flip, x) if targets is None else random_flip(k_flip, x, targets)
+        x, targets = (x, targets) if targets is None else x
     if cfg.brightness:
         x = random_brightness(k_bright, x, cfg.brightness)
-    return x
+    return x if targets is None else (x, targets)
 
 
 def build_pipeline(data_cfg, in_shape: tuple[int, ...]) -> Pipeline:
@@ -83,4 +128,16 @@ def build_pipeline(data_cfg, in_shape: tuple[int, ...]) -> Pipeline:
             x = augment(x, key, aug)
         return x
 
-    return Pipeline(apply, out_shape, identity=size is None and not augmenting)
+    def apply_pair(x, targets, key, train):
+        if size:
+            x = resize(x, size)
+            if "mask" in targets:  # labels are not averaged: the nearest pixel's
+                m = targets["mask"]
+                targets = targets | {"mask": jax.image.resize(m, (m.shape[0], size, size), "nearest")}
+        if train and augmenting:
+            if key is None:
+                raise ValueError("augmentation in training needs a PRNG key")
+            x, targets = augment(x, key, aug, targets)
+        return x, targets
+
+    return Pipeline(apply, out_shape, identity=size is None and not augmenting, apply_pair=apply_pair)

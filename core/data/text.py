@@ -116,7 +116,7 @@ def language_model_data(text: str, cfg) -> Dataset:
         count = min(cfg.num_val, max((len(rest) - 1) // t, 0))
         starts = np.arange(count)[:, None] * t + np.arange(t)[None, :]
         x_val, y_val = rest[starts].astype(np.int32), rest[starts + 1].astype(np.int32)
-    meta = {"vocab": vocab.idx_to_token, "token": cfg.token, "corpus_tokens": len(corpus), "language_model": True}
+    meta = {"vocab": vocab.idx_to_token, "token": cfg.token, "corpus_tokens": len(corpus)}
     return Dataset(x_train, y_train, x_val, y_val, num_classes=len(vocab), meta=meta,
                    sampling=Sampling(cfg.sampling, t, cfg.drop_last))
 

@@ -15,6 +15,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..config.metrics import classifies
+
 PerExample = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -92,11 +94,13 @@ class Loss(NamedTuple):
     accuracy: PerExample = accuracy
 
 
+# whether a loss classifies is the config's fact (`core.config.metrics`, which needs no JAX)
 LOSSES: dict[str, Loss] = {
-    "squared_error": Loss(squared_error, classify=False),
-    "mse": Loss(mse, classify=False),
-    "cross_entropy": Loss(cross_entropy, classify=True),
-    "masked_cross_entropy": Loss(masked_cross_entropy, classify=True, count=valid_tokens, accuracy=masked_accuracy),
+    "squared_error": Loss(squared_error, classify=classifies("squared_error")),
+    "mse": Loss(mse, classify=classifies("mse")),
+    "cross_entropy": Loss(cross_entropy, classify=classifies("cross_entropy")),
+    "masked_cross_entropy": Loss(masked_cross_entropy, classify=classifies("masked_cross_entropy"), count=valid_tokens,
+                                 accuracy=masked_accuracy),
 }
 
 
@@ -106,12 +110,10 @@ class Metric(NamedTuple):
     count: Count | None = None  # per-example totals averaged over these counts rather than examples
 
 
-def default_metrics(loss: Loss, language_model: bool = False) -> dict[str, Metric]:
-    """What training and evaluation report for a loss: the loss, accuracy for classifiers, and
-    for a language model the perplexity, exp of the mean cross-entropy per token (D2L 9.3.2)."""
-    metrics = {"loss": Metric(loss.fn, count=loss.count)}
-    if loss.classify:
-        metrics["acc"] = Metric(loss.accuracy, count=loss.count)
-    if language_model:
-        metrics["ppl"] = Metric(loss.fn, jnp.exp, loss.count)
-    return metrics
+def default_metrics(loss: Loss, names: tuple[str, ...] = ("loss", "acc")) -> dict[str, Metric]:
+    """The metrics `names` (`core.config.metrics.split_metrics`) for a loss: the loss itself,
+    accuracy (for classifiers) and the perplexity, exp of the mean cross-entropy per token
+    (D2L 9.3.2)."""
+    made = {"loss": Metric(loss.fn, count=loss.count), "acc": Metric(loss.accuracy, count=loss.count),
+            "ppl": Metric(loss.fn, jnp.exp, loss.count)}
+    return {name: made[name] for name in names if name != "acc" or loss.classify}

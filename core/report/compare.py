@@ -15,11 +15,12 @@ from typing import Any, NamedTuple, Sequence
 import pandas as pd
 import yaml
 
+from .. import disk
 from ..config import flatten
 from ..errors import CompareError
-from . import compare_figures, outputs, plots
+from . import compare_figures, plots
 from .compare_figures import _fmt
-from .runs import read_json
+from .status import read_json
 
 
 class Run(NamedTuple):
@@ -162,8 +163,8 @@ def write_report(out_dir: Path, runs: Sequence[Run], params: Sequence[str], metr
     heatmap.png when exactly two parameters were varied, and progress.png (the metric against
     examples seen and against training seconds, D2L 11.5's figure) when the batch size was."""
     df = results_table(runs, params, metric, mode)
-    outputs.write_atomic(out_dir / "results.csv", df.to_csv(index=False, float_format="%.8g"))
-    outputs.write_atomic(out_dir / "results.md", markdown(df, params, metric, mode, title))
+    disk.write_atomic(out_dir / "results.csv", df.to_csv(index=False, float_format="%.8g"))
+    disk.write_atomic(out_dir / "results.md", markdown(df, params, metric, mode, title))
     _save(out_dir / "curves.png", compare_figures.curves_figure(runs, metric, title))
     for p in params:
         _save(out_dir / f"{_safe(metric)}_vs_{_safe(p)}.png", compare_figures.param_figure(df, p, metric))

@@ -1,23 +1,20 @@
-"""The run directory: config.yaml, metrics.csv, summary.json, curves.png, each written atomically.
+"""The run directory: where it goes, its name, and metrics.csv.
 
-Every file is written to a temporary file in the same directory and renamed into place, so a
-reader (or a crash) never sees half a file; metrics.csv is rewritten after each epoch, so a run
-that stops keeps every finished epoch.
+Every file of a run is written whole or not at all (`core.disk`); metrics.csv is rewritten after
+each epoch, so a run that stops keeps every finished epoch.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
-import json
 import math
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import disk
 from ..errors import RunDirError
 
 
@@ -70,84 +67,6 @@ def check_names(path: Path) -> None:
                               f"{limit} this file system allows; choose a shorter --out or config name")
 
 
-class RunLock:
-    """An exclusive lock on a run directory, so that two processes never write the same run.
-    With `reentrant`, a lock this process already holds is entered again (the training loop
-    inside the command that runs a config); otherwise holding it already is a refusal too."""
-
-    _held: dict[Path, int] = {}  # this process's locks: path -> depth
-
-    def __init__(self, run_dir: Path, reentrant: bool = False):
-        self.path = (Path(run_dir) / ".lock").resolve()
-        self.file = None
-        self.reentrant = reentrant
-
-    def __enter__(self) -> RunLock:
-        if self.path in RunLock._held:
-            if not self.reentrant:
-                raise RunDirError(f"{self.path.parent} is in use by another dlrun process")
-            RunLock._held[self.path] += 1
-            return self
-        self.file = open(self.path, "a")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.close()
-            raise RunDirError(f"{self.path.parent} is in use by another dlrun process") from None
-        RunLock._held[self.path] = 1
-        return self
-
-    def __exit__(self, *exc) -> None:
-        RunLock._held[self.path] -= 1
-        if RunLock._held[self.path] == 0:
-            del RunLock._held[self.path]
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
-
-
-def is_locked(run_dir: Path) -> bool:
-    """Whether a process holds the run directory's lock (a run killed with SIGKILL holds none)."""
-    path = Path(run_dir) / ".lock"
-    if not path.is_file():
-        return False
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
-
-
-def umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def shareable(path: str | Path, directory: bool = False) -> None:
-    """Give a file made by `tempfile` (0600; a directory 0700) the mode the umask allows, as any
-    other file would have: run directories are shared."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~umask())
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        shareable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def metrics_csv(rows: Sequence[dict[str, Any]]) -> str:
     """Rows as CSV: the columns in order of first appearance, floats to 8 significant digits,
     a missing or NaN value empty (as pandas' `to_csv(float_format="%.8g")` writes them, without
@@ -170,18 +89,4 @@ def _cell(value: Any) -> str:
 
 
 def write_metrics(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    write_atomic(path, metrics_csv(rows))
-
-
-def write_json(path: str | Path, obj: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(_jsonable(obj), indent=2) + "\n")
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)  # JSON has no NaN/inf
-    return obj
+    disk.write_atomic(path, metrics_csv(rows))

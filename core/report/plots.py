@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from .outputs import write_atomic
+from ..disk import write_atomic
 
 
 def _import_plotting() -> None:

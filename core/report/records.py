@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import outputs
-from .runs import read_json
+from .. import disk
+from .status import read_json
 
 TRACKING = "tracking.json"
 ARTIFACT_SKIP = {".lock", TRACKING, "status.json"}  # status.json changes after the upload
@@ -19,4 +19,4 @@ def read_record(run_dir: Path) -> dict[str, Any]:
 
 
 def update_record(run_dir: Path, **fields: Any) -> None:
-    outputs.write_json(Path(run_dir) / TRACKING, read_record(run_dir) | fields)
+    disk.write_json(Path(run_dir) / TRACKING, read_record(run_dir) | fields)

@@ -17,8 +17,8 @@ import math
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
+from .. import disk
 from ..config import Config, ConfigError, header_comment, load_config
-from . import outputs
 
 VERDICTS = ("within", "better", "short")
 # --quick: every config at a reduced size, only to prove that it runs end to end
@@ -133,7 +133,7 @@ def finished(run_dir: Path) -> dict[str, Any] | None:
 
 def record(run_dir: Path, result: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    outputs.write_json(run_dir / "reproduce.json", result)
+    disk.write_json(run_dir / "reproduce.json", result)
 
 
 def row(entry: Entry, result: dict[str, Any], quick: bool) -> dict[str, Any]:
@@ -224,6 +224,6 @@ def write_report(out: Path, rows: list[dict[str, Any]], run_dirs: dict[str, Path
     import pandas as pd
 
     title = "dlrun reproduce" + (" --quick" if quick else "")
-    outputs.write_atomic(out / "reproduction.csv", pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
-    outputs.write_atomic(out / "reproduction.md", markdown(rows, quick, title))
-    outputs.write_atomic(out / "reproduction.html", html_page(rows, run_dirs, quick, title))
+    disk.write_atomic(out / "reproduction.csv", pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+    disk.write_atomic(out / "reproduction.md", markdown(rows, quick, title))
+    disk.write_atomic(out / "reproduction.html", html_page(rows, run_dirs, quick, title))

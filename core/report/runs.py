@@ -10,40 +10,13 @@ pruned); they are listed through their sweep.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import outputs
-
-STATUS = "status.json"
-RESUMABLE = ("interrupted", "diverged", "failed")
-TARGETS = ("val/acc", "val/ppl", "val/loss", "val/log_rmse", "loss")  # the first a run reports is its result
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def mark(run_dir: Path, status: str, **fields: Any) -> None:
-    """Update the run's status.json (keeping its other fields), atomically."""
-    record = read_json(run_dir / STATUS) | {"status": status, **fields,
-                                            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    outputs.write_json(run_dir / STATUS, record)
-
-
-def mark_started(run_dir: Path, epochs: int, resumed: bool) -> None:
-    fields = {"pid": os.getpid(), "host": socket.gethostname(), "planned": epochs, "error": ""}
-    if not resumed or "started" not in read_json(run_dir / STATUS):
-        fields["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    mark(run_dir, "running", **fields)
+from .. import disk
+from ..config import metrics
+from .status import RESUMABLE, read_json, read_status
 
 
 def _epochs_done(run_dir: Path) -> int:
@@ -67,16 +40,27 @@ def _planned(run_dir: Path) -> int | None:
         return None
 
 
+def _config(run_dir: Path):
+    """The run's config, or None when config.yaml is missing or no longer a valid config."""
+    from ..config import load_config
+    from ..errors import DlrunError
+
+    try:
+        return load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+    except (DlrunError, OSError, ValueError):
+        return None
+
+
 def describe(run_dir: Path) -> dict[str, Any]:
     """One row of `dlrun runs` for a run directory."""
-    status_file = read_json(run_dir / STATUS)
+    status_file = read_status(run_dir)
     summary = read_json(run_dir / "summary.json")
     status = status_file.get("status")
     if status is None:  # a run from before status.json, or one that never started
         status = "done" if summary else ("interrupted" if (run_dir / "checkpoints").is_dir() else "unknown")
-    elif status == "running" and not outputs.is_locked(run_dir):
+    elif status == "running" and not disk.is_locked(run_dir):
         status = "interrupted"  # killed without a chance to say so (SIGKILL, power loss)
-    metric = next((k for k in TARGETS if isinstance(summary.get(k), (int, float))), None)
+    metric = metrics.result_of(summary, _config(run_dir))
     started = status_file.get("started")
     if started is None and (run_dir / "config.yaml").is_file():
         started = datetime.fromtimestamp((run_dir / "config.yaml").stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
@@ -100,10 +84,10 @@ def describe_sweep(sweep_dir: Path) -> dict[str, Any]:
     trials = sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir()) if (sweep_dir / "trials").is_dir() else []
     counts: dict[str, int] = {}
     for t in trials:
-        s = read_json(t / STATUS).get("status", "pending")
+        s = read_status(t).get("status", "pending")
         counts[s] = counts.get(s, 0) + 1
     finished = counts.get("done", 0) + counts.get("pruned", 0) + counts.get("failed", 0)
-    status = "done" if trials and finished == len(trials) else ("running" if outputs.is_locked(sweep_dir) else "interrupted")
+    status = "done" if trials and finished == len(trials) else ("running" if disk.is_locked(sweep_dir) else "interrupted")
     started = datetime.fromtimestamp((sweep_dir / "sweep.yaml").stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
     return {
         "name": sweep_dir.name, "path": str(sweep_dir), "started": started, "status": f"sweep {status}",

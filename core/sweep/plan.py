@@ -13,16 +13,18 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import yaml
 
+from .. import disk
 from ..config import Config, ConfigError, load_config, to_yaml
 from ..errors import SweepError
 from ..report import outputs
+from ..report.status import STATUS_FILE
 from .spec import MAX_TRIALS, SweepSpec, Trial, check_metric, expand, metric_and_mode, swept_keys, trial_config
 
-SWEEP_FILE, TRIALS_FILE, STATUS_FILE = "sweep.yaml", "trials.json", "status.json"
+SWEEP_FILE, TRIALS_FILE = "sweep.yaml", "trials.json"
 FINAL = ("done", "pruned")  # statuses that --resume keeps
 
 # run_single(cfg, run_dir, stop_epoch, plot) -> summary: trains one trial that is not vectorised.
@@ -61,11 +63,11 @@ def create(spec: SweepSpec, base: Path, extra_set: Sequence[str], source: str, o
     dirs = [path / "trials" / t.dirname for t in trials]
     for cfg, d in zip(configs, dirs):
         d.mkdir(parents=True, exist_ok=True)
-        outputs.write_atomic(d / "config.yaml", to_yaml(cfg))
+        disk.write_atomic(d / "config.yaml", to_yaml(cfg))
     record = {"spec": spec.model_dump(mode="json"), "base_path": str(base), "set": list(extra_set)}
-    outputs.write_atomic(path / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
+    disk.write_atomic(path / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
     listing = [{"index": t.index, "dir": str(d.relative_to(path)), "params": t.params, "seed": t.seed} for t, d in zip(trials, dirs)]
-    outputs.write_json(path / TRIALS_FILE, {"trials": listing})
+    disk.write_json(path / TRIALS_FILE, {"trials": listing})
     metric, mode = metric_and_mode(spec, configs[0])
     return Plan(path, spec, trials, dirs, metric, mode)
 
@@ -124,7 +126,7 @@ def _recreate(path: Path, record: dict, spec: SweepSpec, trials: list[Trial], di
                              f"({', '.join(differ[:5])}), so they cannot be made as they were; start the sweep again")
     for i, cfg in configs.items():
         dirs[i].mkdir(parents=True, exist_ok=True)
-        outputs.write_atomic(dirs[i] / "config.yaml", to_yaml(cfg))
+        disk.write_atomic(dirs[i] / "config.yaml", to_yaml(cfg))
     print(f"warning: {path}: trial directories {names} were missing and are made again from {base}", flush=True)
 
 
@@ -136,17 +138,6 @@ def _differences(a: Config, b: Config, ignore: set[str]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- status on disk
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / STATUS_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def write_status(run_dir: Path, status: str, **fields: Any) -> None:
-    outputs.write_json(run_dir / STATUS_FILE, {"status": status, **fields})
 
 
 def checkpoint_epoch(run_dir: Path) -> int | None:

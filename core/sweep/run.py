@@ -19,18 +19,18 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
+from .. import disk
 from ..config import load_config
 from ..errors import DlrunError, TrainingInterrupted
-from ..report import compare, outputs, tracking
+from ..report import compare, tracking
+from ..report.status import read_status, write_status
 from . import executors
 from .plan import (
     FINAL,
     Plan,
     SingleRunner,
     checkpoint_epoch,
-    read_status,
     reset_trial,
-    write_status,
 )
 from .spec import SweepSpec, swept_keys
 
@@ -161,7 +161,7 @@ def run(plan: Plan, single: SingleRunner, workers: int = 1, executor: str = "loc
 
     Returns the results table (a pandas DataFrame, one row per trial).
     """
-    with outputs.RunLock(plan.path):
+    with disk.RunLock(plan.path):
         for i, d in enumerate(plan.dirs):
             if read_status(d).get("status") == "failed":
                 reset_trial(d)

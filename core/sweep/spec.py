@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..config import Config, ConfigError, load_config, read_yaml_mapping
+from ..config import Config, ConfigError, load_config, metrics, read_yaml_mapping
 from ..config.messages import describe_errors
 from .distributions import DISTRIBUTIONS, Distribution, _number, parse_distribution  # noqa: F401 - the sweep's vocabulary
 
@@ -226,23 +226,17 @@ def trial_config(base: Path, spec: SweepSpec, trial: Trial, extra: list[str], so
 
 
 def metric_and_mode(spec: SweepSpec, cfg: Config) -> tuple[str, str]:
-    """The target metric and whether higher is better: val/ppl for a language model, val/loss
-    for translation (its token accuracy says little) and regression, else val/acc."""
-    from ..nn.losses import LOSSES
-
-    default = ("val/ppl" if cfg.data.name == "time_machine" else
-               "val/loss" if cfg.data.name == "fra_eng" or not LOSSES[cfg.loss.name].classify else "val/acc")
-    metric = spec.metric or default
-    return metric, spec.mode or ("max" if metric.endswith("acc") else "min")
+    """The target metric and whether higher is better: the sweep's, or the config's default
+    (`core.config.metrics.target`)."""
+    metric = spec.metric or metrics.target(cfg)[0]
+    return metric, spec.mode or metrics.mode(metric)
 
 
 def check_metric(metric: str, cfg: Config, source: str) -> None:
     """A sweep's target must be a metric its trials report (the generic loop's, per epoch);
     an experiment's trials are checked by what they write."""
-    from ..config.schema import training_metrics
-
     if cfg.experiment.name != "train":
         return
-    reported = sorted(m for m in training_metrics(cfg) if m.startswith(("train/", "val/")))
+    reported = sorted(m for m in metrics.reported(cfg) if m.startswith(("train/", "val/")))
     if metric not in reported:
         raise ConfigError(f"{source}: metric: the trials never report {metric!r}; they report {', '.join(reported)}")

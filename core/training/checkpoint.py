@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from ..disk import shareable
 from ..errors import CheckpointError
-from ..report.outputs import shareable
 
 FORMAT = 1
 

@@ -10,12 +10,11 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ..config import Config, load_config
+from ..config import Config, load_config, metrics
 from ..data import Dataset, load_dataset
 from ..data.text import clean, tokenize
 from ..errors import ConfigError
 from ..nn.rnn import greedy_continuation
-from ..report.plots import plot_heatmaps
 from . import checkpoint
 from .setup import Setup, build_setup, start_state
 from .state import TrainState
@@ -69,29 +68,26 @@ def language_model_sample(setup: Setup, state: TrainState, data: Dataset) -> dic
 
 def model_kind(setup: Setup, data: Dataset) -> str:
     """`language_model`, `translation`, `classifier` or `regression`: what `dlrun predict` can do with it."""
-    if data.meta.get("language_model"):
-        return "language_model"
-    if setup.model.translator is not None:
-        return "translation"
+    task = metrics.task(setup.cfg)
+    if task != "supervised":
+        return task
     return "classifier" if setup.loss.classify else "regression"
 
 
-def after_training(setup: Setup, state: TrainState, data: Dataset, run_dir: Path | None = None) -> dict[str, Any]:
-    """What summary.json adds for a model that generates: a language model's continuation of
-    the configured prefix; a translation model's translations and held-out BLEU (and, for a
-    model with attention, attention.png in `run_dir`: its weights on the example sentences)."""
+def after_training(setup: Setup, state: TrainState, data: Dataset, pictures: bool = False) -> tuple[dict[str, Any], list]:
+    """What summary.json adds for a model that generates, and (with `pictures`) the attention
+    panels it has to show: a language model's continuation of the configured prefix; a
+    translation model's translations and held-out BLEU, and for a model with attention its
+    weights on the example sentences (`core.report.figures.Pictures.attention`)."""
     kind = model_kind(setup, data)
     if kind == "language_model":
-        return {"sample": language_model_sample(setup, state, data)}
+        return {"sample": language_model_sample(setup, state, data)}, []
     if kind == "translation":
         cfg = setup.cfg.data
         translator = setup.model.translator
-        if run_dir is not None and cfg.sentences:
-            panels = attention_panels(translator, state.params, data.meta, list(cfg.sentences))
-            if panels:
-                plot_heatmaps(Path(run_dir) / "attention.png", panels, f"{setup.cfg.name}: attention weights")
-        return translation_report(translator, state.params, data.meta, cfg.sentences, cfg.beam_size)
-    return {}
+        panels = attention_panels(translator, state.params, data.meta, list(cfg.sentences)) if pictures and cfg.sentences else []
+        return translation_report(translator, state.params, data.meta, cfg.sentences, cfg.beam_size), panels
+    return {}, []
 
 
 class ImagePredictions(NamedTuple):

@@ -1,112 +1,32 @@
-"""The one epoch loop, and the trials it keeps on disk.
+"""The one epoch loop.
 
 `run_epochs` drives a `Program` (one run, or a vectorised group of trials) epoch by epoch:
 train, check every trial's loss and gradients are finite, evaluate, append each trial's metrics
 row, checkpoint when due, rewrite metrics.csv every few seconds, report, and stop cleanly on
-SIGINT/SIGTERM. Everything a run leaves on disk besides config.yaml and summary.json is written
-here, by `Trial`. Divergence, interruption, checkpoints and metrics writing exist only here.
+SIGINT/SIGTERM. Divergence, interruption, checkpoints and metrics writing exist only here; the
+run around it (from the lock to summary.json) is `core.training.lifecycle`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..config import Config, ConfigError, to_yaml, validate
-from ..config.changes import unsafe_changes
-from ..errors import RunDirError, TrainingDiverged, TrainingInterrupted
-from ..report import outputs, plots
+from ..errors import TrainingDiverged, TrainingInterrupted
 from ..report.progress import Reporter
-from ..report.tracking import Tracking, open_tracking, warn
 from . import checkpoint
 from .program import HostMetrics, Program
-from .setup import Setup, start_state
 from .signals import StopFlag
 from .state import TrainState
 from .summary import epoch_row
+from .trial import Trial
 
 # metrics.csv is rewritten (atomically) at most this often, and always when the run ends:
 # rewriting it after each of 1500 one-millisecond epochs would cost more than the training
 METRICS_WRITE_INTERVAL = 2.0
-
-
-@dataclass
-class Trial:
-    """One run's host-side record: its config, directory, keys, metrics rows and where it stands."""
-
-    cfg: Config
-    run_dir: Path
-    state: TrainState  # the initial or restored state; the last checkpointed one afterwards
-    keys: dict[str, Any]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    position: checkpoint.Position = checkpoint.Position(0, 0)
-    partial: list[dict[str, float]] = field(default_factory=list)  # per-batch metrics of a stopped epoch
-    error: str | None = None
-    tracking: Tracking = field(default_factory=Tracking)  # TensorBoard, MLflow (trainer.log_to)
-
-    def save(self, state: TrainState, position: checkpoint.Position, partial: list[dict[str, float]] = ()) -> None:
-        self.state = state
-        checkpoint.save(self.run_dir / "checkpoints", state, self.keys, position, self.rows, list(partial),
-                        to_yaml(self.cfg), self.cfg.trainer.keep_checkpoints)
-
-    def write_metrics(self) -> None:
-        if self.rows:
-            outputs.write_metrics(self.run_dir / "metrics.csv", self.rows)
-
-    def finish(self, plot: bool) -> None:
-        """metrics.csv and, with `plot`, curves.png: written whenever the run ends, however."""
-        self.write_metrics()
-        if self.rows and plot:
-            plots.plot_curves(self.run_dir / "curves.png", self.rows, title=self.cfg.name)
-
-
-def start_trial(cfg: Config, run_dir: Path, setup: Setup, key, resume: bool) -> Trial:
-    """A trial at its initial state, or at its newest checkpoint when `resume` and there is one
-    (a run stopped before its first checkpoint starts over)."""
-    state, keys = start_state(setup, key)
-    trial = Trial(cfg, run_dir, state, keys)
-    checkpoint.remove_temporary(run_dir / "checkpoints")  # a killed run's unfinished checkpoint
-    found = checkpoint.list_checkpoints(run_dir / "checkpoints")
-    if found and not resume:  # its newer checkpoints would outrank this run's and be resumed
-        raise RunDirError(f"{run_dir} holds checkpoints of another run ({', '.join(p.name for p in found[-3:])}); "
-                          "resume that run with dlrun train --resume, or train into another directory")
-    if resume and found:
-        ckpt = checkpoint.load_latest(run_dir / "checkpoints", state, warn=warn)
-        refuse_another_config(cfg, ckpt)
-        trial.state, trial.keys = ckpt.state, {k: np.asarray(v) for k, v in ckpt.keys.items()}
-        trial.rows, trial.position, trial.partial = list(ckpt.rows), ckpt.position, list(ckpt.partial)
-    if cfg.trainer.log_to:
-        from .optimizers import learning_rates
-
-        trial.tracking = open_tracking(cfg, run_dir, lambda: learning_rates(cfg, setup.steps_per_epoch), warn)
-    return trial
-
-
-def refuse_another_config(cfg: Config, ckpt: checkpoint.Checkpoint) -> None:
-    """A checkpoint resumes only the run it was saved from: `cfg` (config.yaml, edited or not)
-    may differ from the config in the checkpoint only as a resume may (`unsafe_changes`).
-
-    Raises:
-        ConfigError: naming each key that differs, with both values.
-    """
-    import yaml
-
-    try:
-        saved = validate(yaml.safe_load(ckpt.config_yaml) or {}, f"{ckpt.path}/meta.json")
-    except (ConfigError, yaml.YAMLError) as err:  # a checkpoint from a version with other config keys
-        warn(f"{ckpt.path}: its config cannot be compared with config.yaml ({str(err).splitlines()[0]})")
-        return
-    unsafe = unsafe_changes(saved, cfg)
-    if unsafe:
-        raise ConfigError(
-            f"{ckpt.path.parent.parent / 'config.yaml'}: the config differs from the one checkpoint {ckpt.path.name} was trained with: "
-            f"{', '.join(unsafe)}; resuming would continue another run. Restore config.yaml, or start a new run."
-        )
 
 
 def divergence_message(trial: Trial, epoch: int, batch: int, steps_per_epoch: int) -> str:
@@ -172,7 +92,7 @@ def run_epochs(
         for i, trial in enumerate(trials):
             if i in failed:
                 trial.error = divergence_message(trial, epoch, failed[i] + 1, program.steps_per_epoch)
-                trial.finish(plot=False)
+                trial.finish(None)
                 trial.tracking.close("diverged")
                 if on_fail:
                     on_fail(trial)

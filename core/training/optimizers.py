@@ -8,13 +8,15 @@ chains them with clipping and weight decay. Adding one is an entry here and its 
 
 from __future__ import annotations
 
-from typing import Callable
+import fnmatch
+from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 import optax
 
 from ..config import OptimizerConfig, ScheduleConfig
-from ..nn.params import weight_mask
+from ..nn.params import path_name, weight_mask
 from . import from_scratch
 
 Transforms = list[optax.GradientTransformation]
@@ -149,11 +151,11 @@ def learning_rates(cfg, steps_per_epoch: int):
     return jax.device_get(jax.vmap(schedule)(jnp.arange(steps_per_epoch * cfg.trainer.epochs)))
 
 
-# Hyperparameters kept in the optimizer state (optax.inject_hyperparams): their values are
-# arrays, not constants of the compiled program, so trials that differ only in them can be
-# trained together under jax.vmap (core.training.vectorised). Whether each transform is
-# present at all is decided by the config (momentum > 0, weight_decay > 0, clip_norm set).
-HYPERPARAMS = {"lr": "learning_rate", "momentum": "momentum", "weight_decay": "weight_decay", "clip_norm": "clip_norm"}
+# Hyperparameters (lr, momentum, weight decay, clipping norm) are kept in the optimizer state
+# (optax.inject_hyperparams): their values are arrays, not constants of the compiled program, so
+# trials that differ only in them can be trained together under jax.vmap
+# (core.training.vectorised). Whether each transform is present at all is decided by the
+# config (momentum > 0, weight_decay > 0, clip_norm set).
 
 
 def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
@@ -162,23 +164,48 @@ def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> 
     Weight decay is added to the gradient before the optimizer, as PyTorch's SGD(weight_decay=...)
     does; with plain SGD this equals the L2 penalty lambda/2 ||w||^2 added to the loss. The
     schedule is a factor (1 at the start) times the learning rate, so that the learning rate
-    itself can be a hyperparameter in the state.
+    itself can be a hyperparameter in the state. With `groups`, the clipped gradient is split by
+    parameter path (`optax.multi_transform`): each group has its own copy of the rest of the
+    chain at lr x lr_scale, a frozen group none (its updates are zero, and it keeps no state).
     """
     factor = schedule_factor(cfg.schedule, steps_per_epoch, epochs)
     direction = OPTIMIZERS[cfg.name]
 
     def chain(learning_rate, momentum, weight_decay, clip_norm):
-        parts = []
-        if cfg.clip_norm is not None:
-            parts.append(optax.clip_by_global_norm(clip_norm))
-        if cfg.weight_decay > 0:
-            parts.append(optax.add_decayed_weights(weight_decay, mask=weight_mask))
-        parts += direction(cfg, momentum)
-        if cfg.schedule.name != "constant":
-            parts.append(optax.scale_by_schedule(factor))
-        parts.append(optax.scale(-learning_rate))
-        return optax.chain(*parts)
+        def rest(lr_scale: float) -> list[optax.GradientTransformation]:
+            parts = []
+            if cfg.weight_decay > 0:
+                parts.append(optax.add_decayed_weights(weight_decay, mask=weight_mask))
+            parts += direction(cfg, momentum)
+            if cfg.schedule.name != "constant":
+                parts.append(optax.scale_by_schedule(factor))
+            parts.append(optax.scale(-learning_rate * lr_scale if lr_scale != 1.0 else -learning_rate))
+            return parts
+
+        parts = [optax.clip_by_global_norm(clip_norm)] if cfg.clip_norm is not None else []
+        if not cfg.groups:
+            return optax.chain(*parts, *rest(1.0))
+        transforms = {"rest": optax.chain(*rest(1.0))}
+        for i, group in enumerate(cfg.groups):
+            transforms[f"group{i}"] = optax.set_to_zero() if group.freeze else optax.chain(*rest(group.lr_scale))
+        return optax.chain(*parts, optax.multi_transform(transforms, lambda params: group_labels(cfg.groups, params)))
 
     return optax.inject_hyperparams(chain)(
         learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, clip_norm=cfg.clip_norm or 0.0
     )
+
+
+def group_labels(groups, params: Any) -> Any:
+    """Each parameter's group: `group<i>` for the first group whose pattern matches its path, else `rest`."""
+
+    def label(path, _):
+        name = path_name(path)
+        return next((f"group{i}" for i, g in enumerate(groups) if fnmatch.fnmatchcase(name, g.params)), "rest")
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def unmatched_groups(groups, params: Any) -> list[str]:
+    """The patterns of `groups` that no parameter path matches (a mistyped pattern)."""
+    names = [path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+    return [g.params for g in groups if not any(fnmatch.fnmatchcase(n, g.params) for n in names)]

@@ -16,16 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import Config
+from ..config import Config, metrics
 from ..data import Dataset
 from ..data.pipeline import build_pipeline
 from ..data.sampling import epoch_order, steps_per_epoch
 from ..errors import ConfigError
 from ..nn.losses import LOSSES, Loss, Metric, default_metrics
 from ..nn.models import Model, build_model, with_input
+from ..nn.params import path_name
 from ..nn.summary import Row, summarize
 from .devices import Devices, resolve
-from .optimizers import build_optimizer
+from .optimizers import build_optimizer, unmatched_groups
 from .state import Arrays, TrainState, init_state
 from .steps import make_eval_fn, make_train_step, pad_for_eval
 
@@ -109,7 +110,7 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
     train_step = make_train_step(model, loss, optimizer, cfg.loss.l2_penalty,
                                  reset_every=steps if sampling.carries_state else None,
                                  partial_batches=sampling.keeps_partial_batch(num_train, batch_size), devices=devices)
-    eval_metrics = eval_metrics or default_metrics(loss, language_model=bool(data.meta.get("language_model")))
+    eval_metrics = eval_metrics or default_metrics(loss, metrics.split_metrics(cfg))
     eval_fn = make_eval_fn(model, eval_metrics)
 
     def order(key, epoch):
@@ -127,6 +128,10 @@ def start_state(setup: Setup, key: jax.Array) -> tuple[TrainState, dict[str, jax
     # its shapes, known before anything is allocated, say whether the state can fit at all
     lowered = jax.jit(lambda k: init_state(setup.model, setup.optimizer, k)).lower(init_key)
     shapes = lowered.out_info
+    unmatched = unmatched_groups(setup.cfg.optimizer.groups, shapes.params)
+    if unmatched:
+        names = ", ".join(path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(shapes.params))
+        raise ConfigError(f"optimizer.groups: {', '.join(map(repr, unmatched))} matches no parameter; the paths are: {names}")
     state_bytes = sum(_nbytes(a) for a in jax.tree_util.tree_leaves(shapes))
     param_bytes = sum(_nbytes(a) for a in jax.tree_util.tree_leaves(shapes.params))
     n_params = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(shapes.params))

@@ -1,40 +1,33 @@
 """`train(cfg, run_dir)`: one run, from a config to a finished run directory.
 
-It writes config.yaml first (so that a run killed during start-up can be resumed), takes the
-run directory's lock, builds the run (`core.training.setup`), restores the newest checkpoint
-when resuming, compiles the program, runs the one epoch loop (`core.training.loop`) and
-writes summary.json. Experiment modules call it for each model they train, with their own data,
-root key and evaluation metrics.
+The run's lifecycle (lock, config.yaml, set-up, checkpoint, tracking, the epoch loop, what the
+model family adds, pictures, summary.json) is `core.training.lifecycle.run_trials`; this module
+gives it one run's program (`single_program`, on one device or data parallel over several) and
+handles the processes of a run over several machines. Experiment modules call it for each model
+they train, with their own data, root key and evaluation metrics.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 
-from ..config import Config, load_config, to_yaml
-from ..config.changes import unsafe_changes
+from ..config import Config, load_config
+from ..config.changes import require_resumable
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..nn.losses import Metric
-from ..report import outputs, plots
+from ..report.figures import Figures, RunFigures
 from ..report.progress import Reporter, make_reporter
-from . import compile_cache
-from .checkpoint import list_checkpoints
 from .devices import is_primary
-from .inference import after_training
-from .loop import run_epochs, start_trial
-from .optimizers import learning_rates
+from .lifecycle import run_trials
 from .program import single_program
-from .setup import Setup, build_setup, eval_splits, train_arrays
-from .signals import StopFlag
+from .setup import Setup, eval_splits, train_arrays
 from .state import Arrays, TrainState
-from .summary import make_summary
 
 
 class Result(NamedTuple):
@@ -52,6 +45,7 @@ def train(
     resume: bool = False,
     stop_epoch: int | None = None,
     plot: bool = True,
+    figures: Figures | None = None,
     reporter: Reporter | None = None,
     key: jax.Array | None = None,
     eval_metrics: dict[str, Metric] | None = None,
@@ -59,7 +53,7 @@ def train(
     primary: bool | None = None,
 ) -> Result:
     """Train as `cfg` says, writing config.yaml, metrics.csv (every few seconds), checkpoints
-    (every `trainer.checkpoint_every` epochs), summary.json and curves.png into `run_dir`.
+    (every `trainer.checkpoint_every` epochs), summary.json and the pictures into `run_dir`.
 
     Args:
         data: the data set (default: loaded as `cfg.data` says).
@@ -67,7 +61,8 @@ def train(
             for bit, as a run that was never stopped.
         stop_epoch: stop after this epoch with a checkpoint (successive halving trains a trial
             rung by rung this way).
-        plot: write curves.png (a sweep draws all its trials in one picture instead).
+        plot: draw the run's pictures (a sweep draws all its trials in one picture instead).
+        figures: what draws them (default: `RunFigures`, PNG files in the run directory).
         key: the run's root key (default `PRNGKey(cfg.seed)`).
         eval_metrics, splits: what is evaluated after each epoch, on which splits (default:
             the loss, and accuracy for classifiers, on `val`).
@@ -79,7 +74,6 @@ def train(
         TrainingInterrupted: SIGINT or SIGTERM; a checkpoint was written first.
         ConfigError: a batch larger than the training set.
     """
-    compile_cache.enable()
     run_dir = Path(run_dir)
     if not (primary if primary is not None else is_primary()):  # another process of a run over several: train alike, keep nothing
         with tempfile.TemporaryDirectory(prefix="dlrun-process-") as scratch:
@@ -89,48 +83,18 @@ def train(
             return train(quiet, Path(scratch) / "run", data=data, resume=resume, stop_epoch=stop_epoch, plot=False,
                          reporter=make_reporter("none", cfg.trainer.epochs, cfg.name), key=key,
                          eval_metrics=eval_metrics, splits=splits, primary=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    loading = None
-    # the command that trains installed its flag before importing JAX; a run started otherwise installs its own
-    with outputs.RunLock(run_dir, reentrant=True), StopFlag().installed() as stop:  # `dlrun train` holds the lock
-        t_start = time.perf_counter()
-        outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # first: a killed run stays resumable
-        data = data if data is not None else load_dataset(cfg.data, cfg.seed)
-        stop.check(f"during start-up, {_kept(run_dir)}")
-        setup = build_setup(cfg, data, eval_metrics)
-        key = key if key is not None else jax.random.PRNGKey(cfg.seed)
-        trial = start_trial(cfg, run_dir, setup, key, resume)
-        stop.check(f"during start-up, {_kept(run_dir)}")
-        with trial.tracking:  # closed once summary.json is written, or with how the run stopped
-            state = setup.devices.put(trial.state) if setup.devices else jax.device_put(trial.state)
-            program = single_program(setup, state, trial.keys, train_arrays(data), eval_splits(data, splits))
-            stop.check(f"during start-up, {_kept(run_dir)}")  # a signal during compilation waits for it to end
-            reporter = reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name)
-            last_epoch = min(stop_epoch or cfg.trainer.epochs, cfg.trainer.epochs)
-            if plot:  # matplotlib loads in another thread while this one waits on XLA
-                loading = plots.preload_plotting()
-            try:
-                state, _ = run_epochs(program, state, [trial], last_epoch, stop, reporter)
-            finally:
-                reporter.close()
-                if loading is not None:
-                    loading.join()  # an import still under way in another thread must end first
-                trial.finish(plot)
-            # a stop asked for after the last epoch lets the run finish its files: it is complete
-            if plot and cfg.optimizer.schedule.name != "constant":
-                plots.plot_schedule(run_dir / "schedule.png", learning_rates(cfg, setup.steps_per_epoch),
-                                      setup.steps_per_epoch, title=f"{cfg.name}: {cfg.optimizer.schedule.name} schedule")
-            extra = after_training(setup, state, data, run_dir if plot else None)
-            summary = make_summary(trial.rows, state.params, data, wall_seconds=time.perf_counter() - t_start,
-                                   compile_seconds=program.compile_seconds, loop=program.label, **extra)
-            outputs.write_json(run_dir / "summary.json", summary)
-        return Result(state, trial.rows, summary, setup)
 
+    def compile(setups, trials, datasets):
+        setup, trial = setups[0], trials[0]
+        state = setup.devices.put(trial.state) if setup.devices else jax.device_put(trial.state)
+        return single_program(setup, state, trial.keys, train_arrays(datasets[0]), eval_splits(datasets[0], splits)), state
 
-def _kept(run_dir: Path) -> str:
-    """What a stop during start-up leaves: the checkpoint it would have resumed from, or nothing."""
-    found = list_checkpoints(run_dir / "checkpoints")
-    return f"before training on from {found[-1].name} (kept)" if found else "before the first epoch (nothing was trained)"
+    done = run_trials(
+        [cfg], [run_dir], lambda: [data if data is not None else load_dataset(cfg.data, cfg.seed)], compile,
+        resume=resume, stop_epoch=stop_epoch, figures=(figures or RunFigures()) if plot else None,
+        reporter=reporter or make_reporter(cfg.trainer.progress, cfg.trainer.epochs, cfg.name), keys=[key],
+        eval_metrics=eval_metrics)
+    return Result(done.state, done.trials[0].rows, done.outcomes[0].summary, done.setups[0])
 
 
 def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -146,10 +110,5 @@ def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     saved = load_config(saved_path)
     cfg = load_config(saved_path, overrides)
-    unsafe = unsafe_changes(saved, cfg)
-    if unsafe:
-        raise ConfigError(
-            f"{saved_path}: resuming with a changed config is refused for: {', '.join(unsafe)}; "
-            "only trainer.epochs may grow (and trainer.progress, log_to and mlflow_uri change). Start a new run instead."
-        )
+    require_resumable(saved, cfg, f"{saved_path}: resuming with a changed config is refused for", "Start a new run instead.")
     return cfg

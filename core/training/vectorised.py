@@ -7,14 +7,14 @@ rate, momentum, weight decay and clipping norm sit in the optimizer state
 and the seed and initialisation only decide the initial state and the RNG keys. Which configs
 may share a group is decided by `core.sweep.groups.group_key`.
 
-A group is trained by the same epoch loop as a single run (`core.training.loop`), so each
-trial gets a normal run directory, and a vectorised trial gives the metrics of the same trial
-trained alone, to float32 rounding.
+A group goes through the same lifecycle and epoch loop as a single run
+(`core.training.lifecycle`, `core.training.loop`), so each trial gets the run directory it would
+get alone, and a vectorised trial gives the metrics of the same trial trained alone, to float32
+rounding.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -23,24 +23,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import Config, to_yaml
+from ..config import Config
 from ..data import DATASETS, Dataset, load_dataset
 from ..nn.params import count
-from ..report import outputs
+from ..report.figures import RunFigures
 from ..report.progress import make_reporter
-from . import compile_cache
-from .loop import StopFlag, Trial, run_epochs, start_trial
+from .lifecycle import TrialOutcome, run_trials
 from .program import Program, evaluate_splits, in_order
-from .setup import Setup, build_setup, eval_splits, train_arrays
+from .setup import Setup, eval_splits, train_arrays
 from .state import take
 from .steps import make_epoch_fn
-from .summary import make_summary
+from .trial import Trial
 
-
-class TrialOutcome(NamedTuple):
-    status: str  # "done", "stopped" (at stop_epoch, resumable) or "failed"
-    summary: dict[str, Any] | None
-    error: str | None
+__all__ = ["TrialOutcome", "choose_mode", "group_program", "load_group_data", "make_layout", "train_group"]
 
 
 def _stack(trees: Sequence[Any]) -> Any:
@@ -194,68 +189,34 @@ def train_group(
 ) -> list[TrialOutcome]:
     """Train configs that share a `core.sweep.groups.group_key` as one program; one outcome per trial.
 
-    Each trial resumes from the newest checkpoint in its run directory if there is one; all
-    must then stand at the same epoch, at an epoch's end. A trial whose loss or gradient stops
-    being finite is failed and dropped from the group (which is compiled again without it); the
-    others go on. `on_event(index, status, message)` hears of each trial's end as it happens.
-    With `plot`, each trial also gets its curves.png. `mode`: "vmap", "serial" or "auto"
-    (`choose_mode`).
+    Each trial goes through the lifecycle of a run alone (`core.training.lifecycle`) and its run
+    directory holds what the trial alone would hold; only the compiled program differs. Each
+    trial resumes from the newest checkpoint in its run directory if there is one; all must then
+    stand at the same epoch, at an epoch's end. A trial whose loss or gradient stops being finite
+    is failed and dropped from the group (which is compiled again without it); the others go
+    on. `on_event(index, status, message)` hears of each trial's end as it happens. With
+    `plot`, each trial also gets its pictures. `mode`: "vmap", "serial" or "auto" (`choose_mode`).
 
     Raises:
         ValueError: checkpoints that stand at different epochs or inside an epoch, or states of
             different structures.
     """
-    t_start = time.perf_counter()
-    compile_cache.enable()
-    run_dirs = [Path(d) for d in run_dirs]
-    datasets = list(datasets) if datasets is not None else load_group_data(cfgs)
-    with contextlib.ExitStack() as locks:
-        for cfg, run_dir in zip(cfgs, run_dirs):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            locks.enter_context(outputs.RunLock(run_dir))
-            outputs.write_atomic(run_dir / "config.yaml", to_yaml(cfg))
-        # each trial's initial state from its own config (seed, init, hyperparameter values) or
-        # its checkpoint; the program is built from the first trial's config
-        setups = [build_setup(cfg, data) for cfg, data in zip(cfgs, datasets)]
-        trials = [start_trial(cfg, d, s, jax.random.PRNGKey(cfg.seed), resume=True) for cfg, d, s in zip(cfgs, run_dirs, setups)]
-        for trial in trials:  # each closed once its summary.json is written, or with how the group stopped
-            locks.enter_context(trial.tracking)
+    modes: list[str] = []
+
+    def compile(setups: list[Setup], trials: list[Trial], data: list[Dataset]) -> tuple[Program, Any]:
         if any(t.position.batch for t in trials):
             raise ValueError("a trial stopped inside an epoch; resume it alone with dlrun train --resume")
         if len({t.position.epoch for t in trials}) != 1:
             raise ValueError(f"trials of one group stand at different epochs {sorted({t.position.epoch for t in trials})}")
         if len({jax.tree_util.tree_structure(t.state) for t in trials}) != 1:
             raise ValueError("trials of one group have different state structures")
-        index = {id(t): i for i, t in enumerate(trials)}
-        mode = choose_mode(trials[0].state.params, jax.default_backend()) if mode == "auto" else mode
-        active = list(range(len(trials)))
-        program, state = group_program(setups[0], trials, list(datasets), mode)
-        compile_seconds = [program.compile_seconds]
+        if not modes:  # decided once, from the first trial's parameters
+            modes.append(choose_mode(trials[0].state.params, jax.default_backend()) if mode == "auto" else mode)
+        # the program is built from the first trial's config; each trial's state from its own
+        return group_program(setups[0], trials, data, modes[0])
 
-        def rebuild(survivors: list[int], states) -> tuple[Program, Any]:
-            nonlocal active
-            active = [active[i] for i in survivors]
-            program, state = group_program(setups[0], [trials[i] for i in active], [datasets[i] for i in active], mode)
-            compile_seconds.append(program.compile_seconds)
-            return program, state
-
-        def on_fail(trial: Trial) -> None:
-            if on_event:
-                on_event(index[id(trial)], "failed", trial.error)
-
-        last_epoch = min(stop_epoch or cfgs[0].trainer.epochs, cfgs[0].trainer.epochs)
-        stop = StopFlag()
-        with stop.installed():
-            state, done = run_epochs(program, state, trials, last_epoch, stop, make_reporter("none", 0, ""), rebuild, on_fail)
-        outcomes = {index[id(t)]: TrialOutcome("failed", None, t.error) for t in trials if t.error}
-        for trial in done:
-            i = index[id(trial)]
-            trial.finish(plot)
-            summary = make_summary(trial.rows, trial.state.params, datasets[i], wall_seconds=time.perf_counter() - t_start,
-                                   compile_seconds=sum(compile_seconds), loop=program.label, group_size=len(cfgs))
-            outputs.write_json(trial.run_dir / "summary.json", summary)
-            status = "done" if len(trial.rows) >= trial.cfg.trainer.epochs else "stopped"
-            outcomes[i] = TrialOutcome(status, summary, None)
-            if on_event:
-                on_event(i, status, "")
-    return [outcomes[i] for i in range(len(cfgs))]
+    figures = RunFigures() if plot else None
+    done = run_trials(cfgs, run_dirs, lambda: list(datasets) if datasets is not None else load_group_data(cfgs), compile,
+                      resume=True, stop_epoch=stop_epoch, figures=figures, reporter=make_reporter("none", 0, ""),
+                      regroup=True, on_event=on_event)
+    return done.outcomes

@@ -1,0 +1,64 @@
+"""Which metrics a run reports, decided once, from its config (no JAX: the config checks use it).
+
+Each data section says what its examples are for (`task`: a language model's windows, a
+translation's pairs, or supervised examples) and which numbers its runs add (`reports`: the
+synthetic data's weight errors); each loss says whether it classifies. From these follow every
+split's metrics (`loss`, `acc` for classifiers, `ppl` for language models), the summary keys a
+`book.metric` or a sweep's target may name, and which metric "best" means by default. The loss
+registry (`core.nn.losses`), evaluation (`core.training.setup`), sweeps and `dlrun runs` ask
+here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLASSIFYING_LOSSES = frozenset({"cross_entropy", "masked_cross_entropy"})  # their outputs are class logits
+SPLITS = ("train", "val")
+
+
+def classifies(loss_name: str) -> bool:
+    return loss_name in CLASSIFYING_LOSSES
+
+
+def task(cfg: Any) -> str:
+    """`language_model`, `translation` or `supervised`: what the data section's examples are for."""
+    return type(cfg.data).task
+
+
+def split_metrics(cfg: Any) -> tuple[str, ...]:
+    """The metrics each split reports, in metrics.csv's order (`val/loss`, `val/acc`, ...)."""
+    names = ["loss"]
+    if classifies(cfg.loss.name):
+        names.append("acc")
+    if task(cfg) == "language_model":
+        names.append("ppl")  # exp of the mean cross-entropy per token (D2L 9.3.2)
+    return tuple(names)
+
+
+def reported(cfg: Any) -> set[str]:
+    """The summary.json keys a run of the training loop reports for `cfg`."""
+    return {f"{s}/{m}" for s in SPLITS for m in split_metrics(cfg)} | {"w_norm", *type(cfg.data).reports}
+
+
+def target(cfg: Any) -> tuple[str, str]:
+    """The metric that says which run is best by default, and whether higher is better:
+    perplexity for a language model, the loss for translation (its token accuracy says little)
+    and regression, accuracy for the other classifiers."""
+    metric = ("val/ppl" if task(cfg) == "language_model" else
+              "val/loss" if task(cfg) == "translation" or not classifies(cfg.loss.name) else "val/acc")
+    return metric, mode(metric)
+
+
+def mode(metric: str) -> str:
+    """"max" for accuracies, "min" for losses, errors and perplexities."""
+    return "max" if metric.endswith("acc") else "min"
+
+
+def result_of(summary: dict[str, Any], cfg: Any | None) -> str | None:
+    """The summary key that is a run's result: its config's target when the run reports it,
+    else the first number among the validation metrics, the loss or an experiment's `loss`."""
+    if cfg is not None and cfg.experiment.name == "train" and isinstance(summary.get(target(cfg)[0]), (int, float)):
+        return target(cfg)[0]
+    numbers = [k for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return next((k for k in numbers if k.startswith("val/")), None) or ("loss" if "loss" in numbers else None)

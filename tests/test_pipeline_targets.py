@@ -1,0 +1,60 @@
+"""Targets that move with their image (D2L 13.1, 13.6, 13.9): a flip or a crop moves each box and
+each mask exactly as it moves the pixels; checked against where a drawn rectangle ends up."""
+
+import jax
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dlrun.core.config import AugmentConfig, FashionMNISTData
+from dlrun.core.data.pipeline import augment, build_pipeline
+
+
+def rectangles(seed: int, b: int = 6, h: int = 12, w: int = 16):
+    """Images with one bright rectangle each, its box (fractions) and its mask (label 1)."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((b, h, w, 1), np.float32)
+    mask = np.zeros((b, h, w), np.int32)
+    boxes = np.zeros((b, 1, 4), np.float32)
+    for i in range(b):
+        x1, y1 = rng.integers(0, w - 4), rng.integers(0, h - 4)
+        x2, y2 = x1 + rng.integers(2, 4), y1 + rng.integers(2, 4)
+        x[i, y1:y2, x1:x2] = 1.0
+        mask[i, y1:y2, x1:x2] = 1
+        boxes[i, 0] = (x1 / w, y1 / h, x2 / w, y2 / h)
+    return x, {"boxes": boxes, "mask": mask, "label": np.arange(b)}
+
+
+def box_of(image: np.ndarray) -> np.ndarray:
+    """The bounding box (fractions, corners) of the bright pixels."""
+    h, w = image.shape[:2]
+    ys, xs = np.nonzero(image[..., 0] > 0.5)
+    return np.array([xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), flip=st.booleans(), padding=st.sampled_from([0, 1, 2]))
+def test_boxes_and_masks_move_with_their_images(seed, flip, padding):
+    x, targets = rectangles(seed)
+    cfg = AugmentConfig(flip=flip, crop_padding=padding)
+    key = jax.random.PRNGKey(seed)
+    out, moved = augment(x, key, cfg, targets)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(augment(x, key, cfg)))  # the same draws as images alone
+    out, moved = np.asarray(out), jax.device_get(moved)
+    for i in range(len(x)):
+        if not (out[i] > 0.5).any():  # the crop pushed the whole rectangle out (it cannot, with padding <= 2)
+            continue
+        np.testing.assert_allclose(moved["boxes"][i, 0], box_of(out[i]), atol=1e-6)
+        np.testing.assert_array_equal(moved["mask"][i], (out[i, ..., 0] > 0.5).astype(np.int32))
+    np.testing.assert_array_equal(moved["label"], targets["label"])
+
+
+def test_the_pipeline_resizes_masks_by_nearest_label_and_keeps_boxes():
+    x, targets = rectangles(0, h=8, w=8)
+    data = FashionMNISTData(resize=16)
+    pipeline = build_pipeline(data, (8, 8, 1))
+    out, moved = pipeline.apply_pair(x, targets, None, False)
+    assert out.shape == (6, 16, 16, 1) and moved["mask"].shape == (6, 16, 16)
+    assert set(np.unique(np.asarray(moved["mask"]))) <= {0, 1}
+    np.testing.assert_array_equal(np.asarray(moved["mask"])[:, ::2, ::2], targets["mask"])
+    np.testing.assert_array_equal(moved["boxes"], targets["boxes"])
