@@ -38,6 +38,7 @@ from dlrun.core.config import (
     SoftmaxRegressionModel,
     validate_options,
 )
+from dlrun.core.config.data import batch_too_large
 from dlrun.core.data import Dataset, load_dataset
 from dlrun.core.report import outputs
 from dlrun.core.training.state import Arrays
@@ -272,9 +273,10 @@ def fit(cfg: Config, run_dir: Path, data: Dataset, key, weights=None):
     if weights is not None:
         weights = np.asarray(weights, np.float32)
         data = data._replace(w_train=weights / weights.mean())
+    if problem := batch_too_large(cfg.data.batch_size, len(data.x_train), f"the training sample of {run_dir.name}"):
+        raise ConfigError(f"{problem}; make data.batch_size smaller or the shift weaker")
     sub = cfg.model_copy(update={
         "name": run_dir.name, "experiment": ExperimentConfig(),
-        "data": cfg.data.model_copy(update={"batch_size": min(cfg.data.batch_size, len(data.x_train))}),
         "trainer": cfg.trainer.model_copy(update={"progress": "none", "checkpoint_every": 0})})  # fmt: skip
     return train(sub, run_dir, data=data, key=key, plot=False, splits=None if len(data.x_val) else {})
 

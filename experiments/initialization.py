@@ -25,6 +25,7 @@ from dlrun.core.config import (
     validate_options,
 )
 from dlrun.core.data import load_dataset
+from dlrun.core.data.spec import BatchSpec
 from dlrun.core.nn.losses import LOSSES
 from dlrun.core.nn.models import build_model
 from dlrun.core.nn.params import weights
@@ -105,7 +106,7 @@ def matrix_product_norms(seed: int, n: int) -> np.ndarray:
 
 def layer_grad_norms(cfg: Config, data, x: jax.Array, y: jax.Array, key: jax.Array) -> list[float]:
     """||dL/dW_l|| for every dense layer l at initialisation, input layer first."""
-    model = build_model(cfg.model, data.input_shape, data.output_dim)
+    model = build_model(cfg.model, BatchSpec(data.input_shape, data.output_dim))
     params, model_state = model.init(key)
     loss_fn = LOSSES[cfg.loss.name].fn
 

@@ -79,6 +79,7 @@ def test_lenet_flops_from_xla_match_a_hand_count():
     import jax.numpy as jnp
 
     from dlrun.core.config import load_config
+    from dlrun.core.data.spec import BatchSpec
     from dlrun.core.nn.losses import LOSSES
     from dlrun.core.nn.models import build_model
     from dlrun.core.training.optimizers import build_optimizer
@@ -88,7 +89,7 @@ def test_lenet_flops_from_xla_match_a_hand_count():
     from .conftest import CONFIGS
 
     cfg = load_config(CONFIGS / "lenet.yaml", ["model.conv_impl=xla"])
-    model = build_model(cfg.model, (28, 28, 1), 10)
+    model = build_model(cfg.model, BatchSpec((28, 28, 1), 10))
     opt = build_optimizer(cfg.optimizer, 10, 1)
     state = init_state(model, opt, jax.random.PRNGKey(0))
     step = make_train_step(model, LOSSES["cross_entropy"], opt)
@@ -110,6 +111,7 @@ def test_the_pytorch_references_are_the_same_networks(model, config):
     import jax
 
     from dlrun.core.config import load_config
+    from dlrun.core.data.spec import BatchSpec
     from dlrun.core.nn.models import build_model
     from dlrun.core.nn.params import count
 
@@ -119,7 +121,7 @@ def test_the_pytorch_references_are_the_same_networks(model, config):
     net = torch_reference.build(model)
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     cfg = load_config(CONFIGS / config)
-    params, _ = jax.eval_shape(build_model(cfg.model, (28, 28, 1), 10).init, jax.random.PRNGKey(0))
+    params, _ = jax.eval_shape(build_model(cfg.model, BatchSpec((28, 28, 1), 10)).init, jax.random.PRNGKey(0))
     assert sum(p.numel() for p in net.parameters()) == count(params)
 
 

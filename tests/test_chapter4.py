@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from dlrun.cli.main import app
 from dlrun.core.config import ConfigError, PolynomialData, load_config
+from dlrun.core.data.spec import BatchSpec
 from dlrun.core.data.synthetic import polynomial
 from dlrun.core.training.train import train
 
@@ -111,7 +112,7 @@ def test_dropout_mlp_learns_and_evaluates_deterministically(tmp_path, fake_fmnis
     result = train(cfg, tmp_path / "run")
     assert result.rows[-1]["train/loss"] < result.rows[0]["train/loss"] and result.summary["val/acc"] > 0.5
     data = load_dataset(cfg.data, cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.output_dim)
+    model = build_model(cfg.model, BatchSpec(data.input_shape, data.output_dim))
     x = data.x_val[:64]
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     p, s = result.state.params, result.state.model_state

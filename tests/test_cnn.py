@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from dlrun.core.config import load_config
+from dlrun.core.data.spec import BatchSpec
 from dlrun.core.nn.models import build_model
 from dlrun.core.nn.params import count, weight_mask
 from dlrun.core.report.progress import make_reporter
@@ -60,7 +61,7 @@ def resnet18_by_hand(classes=10):
 
 
 def shapes(cfg, side):
-    model = build_model(cfg.model, (side, side, 1), 10)
+    model = build_model(cfg.model, BatchSpec((side, side, 1), 10))
     params, state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
     x = jax.ShapeDtypeStruct((2, side, side, 1), jnp.float32)
     out = jax.eval_shape(lambda p, s, x: model.apply(p, s, x, train=False)[0], params, state, x)
@@ -126,7 +127,7 @@ def test_every_model_lowers_the_loss_in_a_few_steps(config, fake_fmnist_dir):
 def test_weight_decay_reaches_weights_only():
     """BN scales and shifts and the biases are not decayed (they are not weights)."""
     cfg = load_config(CONFIGS / "bn_lenet.yaml")
-    params, _ = jax.eval_shape(build_model(cfg.model, (28, 28, 1), 10).init, jax.random.PRNGKey(0))
+    params, _ = jax.eval_shape(build_model(cfg.model, BatchSpec((28, 28, 1), 10)).init, jax.random.PRNGKey(0))
     mask = {jax.tree_util.keystr(p): m for p, m in jax.tree_util.tree_leaves_with_path(weight_mask(params))}
     decayed = sorted(k for k, m in mask.items() if m)
     assert decayed == sorted(k for k in mask if k.endswith("['w']"))

@@ -82,7 +82,7 @@ def test_show_config_prints_the_resolved_config():
         ("trainer: {epochs: 0}\n", [], ["trainer.epochs", "found 0"]),
         ("model: {dropout: 1.5}\n", [], ["model.dropout", "found 1.5"]),
         ("model: {activation: gelu}\n", [], ["model.activation", "'relu'", "found 'gelu'"]),
-        ("data: {num_train: 10, batch_size: 64}\n", [], ["batch_size (64) is larger than data.num_train (10)"]),
+        ("data: {num_train: 10, batch_size: 64}\n", [], ["batch_size (64) is larger than data.num_train (10 examples)"]),
         ("name: x\n", ["optimizer.lr=abc"], ["--set optimizer.lr=abc: optimizer.lr: expected a number"]),
         ("name: x\n", ["optimizer.lrr=1"], ["--set optimizer.lrr=1", "did you mean 'optimizer.lr'?"]),
         ("name: x\n", ["optimizer.lr"], ["--set optimizer.lr: expected KEY=VALUE"]),

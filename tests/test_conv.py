@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dlrun.core.config import load_config
+from dlrun.core.data.spec import BatchSpec
 from dlrun.core.nn import conv as C
 from dlrun.core.nn.models import build_model
 
@@ -107,7 +108,7 @@ def test_lenet_is_the_books_and_both_formulations_agree(key):
     outs, grads = {}, {}
     for impl in ("xla", "cpu"):
         cfg = load_config(CONFIGS / "lenet.yaml", [f"model.conv_impl={impl}"])
-        model = build_model(cfg.model, (28, 28, 1), 10)
+        model = build_model(cfg.model, BatchSpec((28, 28, 1), 10))
         params, state = model.init(key)
         x = jax.random.uniform(key, (8, 28, 28, 1))
         outs[impl] = model.apply(params, state, x)[0]
@@ -123,7 +124,7 @@ def test_lenet_is_the_books_and_both_formulations_agree(key):
 def test_lenet_rejects_data_that_are_not_images():
     cfg = load_config(CONFIGS / "lenet.yaml")
     with pytest.raises(ValueError, match="lenet takes images"):
-        build_model(cfg.model, (2,), 1)
+        build_model(cfg.model, BatchSpec((2,), 1))
 
 
 def test_default_formulation_per_backend():

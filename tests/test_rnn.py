@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dlrun.core.config import Config
+from dlrun.core.data.spec import BatchSpec
 from dlrun.core.nn.combinators import recurrent, reset_carries
 from dlrun.core.nn.init import normal_init
 from dlrun.core.nn.losses import masked_cross_entropy
@@ -100,7 +101,7 @@ def test_reset_carries_zeroes_only_carried_states():
 
 def lm(vocab=28, **model):
     cfg = Config.model_validate({"model": {"name": "rnn_lm", **model}}).model
-    return build_model(cfg, (35,), vocab)
+    return build_model(cfg, BatchSpec((35,), vocab))
 
 
 @pytest.mark.parametrize("model, count", [

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from dlrun.core.config import load_config
+from dlrun.core.data.spec import BatchSpec
 from dlrun.core.errors import TrainingDiverged
 from dlrun.core.training.train import train
 
@@ -96,7 +97,7 @@ def test_auto_loop_is_per_step_for_xla_convolutions_on_a_cpu():
 
     def model(name, *overrides):
         cfg = load_config(CONFIGS / name, list(overrides))
-        return build_model(cfg.model, (28, 28, 1), 10)
+        return build_model(cfg.model, BatchSpec((28, 28, 1), 10))
 
     assert choose_loop("auto", model("lenet.yaml", "model.conv_impl=cpu"), "cpu") == "scan"
     assert choose_loop("auto", model("lenet.yaml", "model.conv_impl=xla"), "cpu") == "step"

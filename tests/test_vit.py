@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlrun.core.config import load_config
+from dlrun.core.data.spec import BatchSpec
 from dlrun.core.nn.models import build_model
 from dlrun.core.nn.params import count
 from dlrun.core.nn.vit import patches
@@ -15,7 +16,7 @@ from .conftest import CONFIGS
 
 def test_the_books_vit_has_its_parameter_count():
     cfg = load_config(CONFIGS / "vit.yaml")
-    params, _ = jax.eval_shape(build_model(cfg.model, (96, 96, 1), 10).init, jax.random.PRNGKey(0))
+    params, _ = jax.eval_shape(build_model(cfg.model, BatchSpec((96, 96, 1), 10)).init, jax.random.PRNGKey(0))
     assert count(params) == 6_457_866
 
 

@@ -11,6 +11,16 @@ from .models import Section
 # ---------------------------------------------------------------------------- data
 
 
+def batch_too_large(batch_size: int, num_train: int, what: str = "the training set") -> str | None:
+    """The one rule for a batch and the examples it is drawn from: a batch holds at most all of
+    them (an epoch drops its last partial batch, so a larger one would train on nothing). The
+    message naming data.batch_size when the rule is broken, else None."""
+    if batch_size > num_train:
+        return f"data.batch_size ({batch_size}) is larger than {what} ({num_train} examples)"
+    return None
+
+
+
 class SyntheticRegressionData(Section):
     """y = X w + b + noise, X ~ N(0, 1) (D2L 3.3). `true_w` is a list, or one number repeated
     `num_inputs` times (D2L 4.5: d = 200 inputs of weight 0.01)."""

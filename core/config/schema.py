@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from . import metrics
 from .data import *  # noqa: F403 - the data sections belong to the schema's vocabulary
-from .data import DataConfig, FashionMNISTData
+from .data import DataConfig, FashionMNISTData, batch_too_large
 from .models import MLPModel, ModelConfig, Section
 
 # ------------------------------------------------------------------ loss, optimizer
@@ -182,8 +182,9 @@ class Config(Section):
     @model_validator(mode="after")
     def _batch_fits_data(self) -> Config:
         n = getattr(self.data, "num_train", None)
-        if n is not None and self.data.batch_size > n:
-            raise ValueError(f"data.batch_size ({self.data.batch_size}) is larger than data.num_train ({n})")
+        problem = None if n is None else batch_too_large(self.data.batch_size, n, "data.num_train")
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .sampling import Sampling
+from .spec import BatchSpec
 
 
 class Dataset(NamedTuple):
@@ -23,6 +24,7 @@ class Dataset(NamedTuple):
     meta: dict[str, Any] = {}  # facts about how the data was made (true weights, sources)
     w_train: np.ndarray | None = None  # per-example weights of the training loss (D2L 4.9.5), None: all 1
     sampling: Sampling = Sampling()  # how an epoch walks through the training examples (`core.data.sampling`)
+    source_vocab: int | None = None  # a translation's source vocabulary size (its inputs are token ids)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -31,3 +33,9 @@ class Dataset(NamedTuple):
     @property
     def output_dim(self) -> int:
         return self.num_classes if self.num_classes is not None else int(np.prod(self.y_train.shape[1:]))
+
+    def spec(self, input_shape: tuple[int, ...] | None = None, carry_batch: int | None = None) -> BatchSpec:
+        """The batches' spec, with `input_shape` as the network receives an example (default:
+        as stored)."""
+        return BatchSpec(tuple(input_shape or self.input_shape), self.output_dim, self.num_classes, self.source_vocab,
+                         carry_batch)

@@ -110,7 +110,7 @@ def translation_data(text: str, cfg) -> Dataset:
     meta = {"task": "translation", "src_vocab": src_vocab.idx_to_token, "tgt_vocab": tgt_vocab.idx_to_token,
             "num_steps": cfg.num_steps, "val_pairs": [(" ".join(s), " ".join(t)) for s, t in pairs[cfg.num_train :]]}
     return Dataset(x_train, y_train, x_val, y_val, num_classes=len(tgt_vocab), meta=meta,
-                   sampling=Sampling("shuffle", drop_last=cfg.drop_last))
+                   sampling=Sampling("shuffle", drop_last=cfg.drop_last), source_vocab=len(src_vocab))
 
 
 def fra_eng(cfg, seed: int) -> Dataset:

@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
+from ..data.spec import BatchSpec
 from . import layers as L
 from .cnn import CNNS
 from .combinators import serial
@@ -34,6 +35,9 @@ class Model(NamedTuple):
     step_on: frozenset[str] = frozenset()
     net: L.Layer | None = None  # the layer `init` and `apply` run (for summaries); None if built otherwise
     translator: Any = None  # an encoder-decoder's functions for decoding (`core.nn.seq2seq.EncoderDecoder`)
+
+
+Builder = Callable[[Any, BatchSpec], Model]
 
 
 def from_layer(net: L.Layer, in_shape: tuple[int, ...], step_on: frozenset[str] = frozenset()) -> Model:
@@ -61,21 +65,24 @@ def with_input(model: Model, prepare: Callable, in_shape: tuple[int, ...]) -> Mo
     return Model(model.init, apply, tuple(in_shape), model.step_on)
 
 
-def linear_regression(cfg, in_shape, output_dim: int) -> Model:
+def linear_regression(cfg, spec: BatchSpec) -> Model:
     """One dense layer (D2L 3.1)."""
+    in_shape, output_dim = spec.input_shape, spec.output_dim
     w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
     return from_layer(serial(L.flatten(), L.dense(output_dim, w_init, use_bias=cfg.bias)), in_shape)
 
 
-def softmax_regression(cfg, in_shape, output_dim: int) -> Model:
+def softmax_regression(cfg, spec: BatchSpec) -> Model:
     """Flatten, then one dense layer with one output per class (D2L 3.4)."""
+    in_shape, output_dim = spec.input_shape, spec.output_dim
     w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
     return from_layer(serial(L.flatten(), L.dense(output_dim, w_init)), in_shape)
 
 
-def mlp(cfg, in_shape, output_dim: int) -> Model:
+def mlp(cfg, spec: BatchSpec) -> Model:
     """Dense + activation (+ dropout) per hidden layer, then a dense output (D2L 4.1, 4.6). A
     rate of 0 means no dropout layer at all; the rates themselves live in the model state."""
+    in_shape, output_dim = spec.input_shape, spec.output_dim
     w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
     hidden = []
     for width, rate in zip(cfg.hidden, cfg.drop_rates()):
@@ -85,8 +92,9 @@ def mlp(cfg, in_shape, output_dim: int) -> Model:
     return from_layer(serial(L.flatten(), *hidden, L.dense(output_dim, w_init)), in_shape)
 
 
-def lenet(cfg, in_shape, output_dim: int) -> Model:
+def lenet(cfg, spec: BatchSpec) -> Model:
     """D2L 6.6 on 28x28 images (NHWC); with sigmoid and average pooling it is the book's."""
+    in_shape, output_dim = spec.input_shape, spec.output_dim
     if len(in_shape) != 3:
         raise ValueError(f"model.name: lenet takes images (height, width, channels); the data's examples have shape {tuple(in_shape)}")
     w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
@@ -105,10 +113,11 @@ def lenet(cfg, in_shape, output_dim: int) -> Model:
     return from_layer(net, in_shape, frozenset({"cpu"}) if impl == "xla" else frozenset())
 
 
-def image_model(builder: Callable[[Any, int], L.Layer]) -> Callable[[Any, tuple[int, ...], int], Model]:
+def image_model(builder: Callable[[Any, int], L.Layer]) -> Builder:
     """A model from a `core.nn.cnn` builder, for image inputs (height, width, channels)."""
 
-    def build(cfg, in_shape, output_dim: int) -> Model:
+    def build(cfg, spec: BatchSpec) -> Model:
+        in_shape, output_dim = spec.input_shape, spec.output_dim
         if len(in_shape) != 3:
             raise ValueError(f"model.name: {cfg.name} takes images (height, width, channels); "
                              f"the data's examples have shape {tuple(in_shape)}")
@@ -117,11 +126,12 @@ def image_model(builder: Callable[[Any, int], L.Layer]) -> Callable[[Any, tuple[
     return build
 
 
-def sequence_model(builder: Callable[..., L.Layer]) -> Callable[..., Model]:
-    """A model from a `core.nn.rnn` builder, for token sequences (steps,); `carry_batch`: the
-    training batch size when the data's sampling carries hidden states across batches."""
+def sequence_model(builder: Callable[..., L.Layer]) -> Builder:
+    """A model from a `core.nn.rnn` builder, for token sequences (steps,); `spec.carry_batch`:
+    the training batch size when the data's sampling carries hidden states across batches."""
 
-    def build(cfg, in_shape, output_dim: int, carry_batch: int | None = None, input_vocab: int | None = None) -> Model:
+    def build(cfg, spec: BatchSpec) -> Model:
+        in_shape, output_dim, carry_batch = spec.input_shape, spec.output_dim, spec.carry_batch
         if len(in_shape) != 1:
             raise ValueError(f"model.name: {cfg.name} takes token sequences (steps,); "
                              f"the data's examples have shape {tuple(in_shape)}")
@@ -130,11 +140,12 @@ def sequence_model(builder: Callable[..., L.Layer]) -> Callable[..., Model]:
     return build
 
 
-def encoder_decoder(name: str) -> Callable[..., Model]:
+def encoder_decoder(name: str) -> Builder:
     """A model from a `core.nn.seq2seq` builder, for packed sentence pairs (2 num_steps + 1,)
-    (`core.data.translation`); `input_vocab`: the source vocabulary's size."""
+    (`core.data.translation`); `spec.source_vocab`: the source vocabulary's size."""
 
-    def build(cfg, in_shape, output_dim: int, carry_batch: int | None = None, input_vocab: int | None = None) -> Model:
+    def build(cfg, spec: BatchSpec) -> Model:
+        in_shape, output_dim, input_vocab = spec.input_shape, spec.output_dim, spec.source_vocab
         if len(in_shape) != 1 or in_shape[0] % 2 != 1 or input_vocab is None:
             raise ValueError(f"model.name: {cfg.name} translates sentence pairs (data.name: fra_eng); "
                              f"the data's examples have shape {tuple(in_shape)}")
@@ -145,23 +156,19 @@ def encoder_decoder(name: str) -> Callable[..., Model]:
     return build
 
 
-SEQUENCE_MODELS = {"rnn_lm": sequence_model(rnn_lm), **{name: encoder_decoder(name) for name in ENCODER_DECODERS}}
-
-MODELS: dict[str, Callable[[Any, tuple[int, ...], int], Model]] = {
+# name -> build(model config, batch spec): every model is built the same way
+MODELS: dict[str, Builder] = {
     "linear_regression": linear_regression,
     "softmax_regression": softmax_regression,
     "mlp": mlp,
     "lenet": lenet,
     **{name: image_model(builder) for name, builder in CNNS.items()},
     "vit": image_model(vit),
-    **SEQUENCE_MODELS,
+    "rnn_lm": sequence_model(rnn_lm),
+    **{name: encoder_decoder(name) for name in ENCODER_DECODERS},
 }
 
 
-def build_model(cfg, in_shape: tuple[int, ...], output_dim: int, carry_batch: int | None = None,
-                input_vocab: int | None = None) -> Model:
-    """The model `cfg` names; `carry_batch` and `input_vocab` (the source vocabulary of a
-    translation model) reach the sequence models only."""
-    if cfg.name in SEQUENCE_MODELS:
-        return SEQUENCE_MODELS[cfg.name](cfg, tuple(in_shape), output_dim, carry_batch, input_vocab)
-    return MODELS[cfg.name](cfg, tuple(in_shape), output_dim)
+def build_model(cfg, spec: BatchSpec) -> Model:
+    """The model `cfg` (a model config) names, for batches as `spec` describes them."""
+    return MODELS[cfg.name](cfg, spec)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..config import Config, metrics
+from ..config.data import batch_too_large
 from ..data import Dataset
 from ..data.pipeline import build_pipeline
 from ..data.sampling import epoch_order, steps_per_epoch
@@ -61,17 +62,12 @@ def choose_loop(requested: str, model: Model, backend: str) -> str:
     return "step" if backend in model.step_on else "scan"
 
 
-def input_vocab(data: Dataset) -> int | None:
-    """The source vocabulary's size, for a translation data set."""
-    return len(data.meta["src_vocab"]) if "src_vocab" in data.meta else None
-
-
 def model_for(cfg: Config, data: Dataset) -> Model:
     """The model `cfg` describes, taking `data`'s examples through the config's input pipeline
     (resize, augmentation: `core.data.pipeline`)."""
     pipeline = build_pipeline(cfg.data, data.input_shape)
     carry_batch = cfg.data.batch_size if data.sampling.carries_state else None
-    model = build_model(cfg.model, pipeline.out_shape, data.output_dim, carry_batch, input_vocab(data))
+    model = build_model(cfg.model, data.spec(pipeline.out_shape, carry_batch))
     return model if pipeline.identity else with_input(model, pipeline.apply, data.input_shape)
 
 
@@ -79,7 +75,7 @@ def network_summary(cfg: Config, data: Dataset, max_depth: int | None = None) ->
     """The rows of `core.nn.summary.summarize` for the network `cfg` builds, and the shape of
     one example as the network receives it (after the input pipeline's resize)."""
     pipeline = build_pipeline(cfg.data, data.input_shape)
-    model = build_model(cfg.model, pipeline.out_shape, data.output_dim, input_vocab=input_vocab(data))
+    model = build_model(cfg.model, data.spec(pipeline.out_shape))
     return summarize(model.net, pipeline.out_shape, max_depth), pipeline.out_shape
 
 
@@ -92,8 +88,8 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
     """
     loss = LOSSES[cfg.loss.name]
     batch_size, num_train = cfg.data.batch_size, len(data.x_train)
-    if batch_size > num_train:
-        raise ConfigError(f"data.batch_size ({batch_size}) is larger than the training set ({num_train} examples)")
+    if problem := batch_too_large(batch_size, num_train):
+        raise ConfigError(problem)
     sampling = data.sampling
     steps = steps_per_epoch(sampling, num_train, batch_size)
     if steps < 1:
