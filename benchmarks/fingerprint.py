@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMED = ("seconds", "wall_seconds", "train_seconds", "compile_seconds", "seconds_per_epoch", "jax_version", "device",
-         "backend", "examples_per_second")
+         "backend", "examples_per_second", "group_size")
 
 
 def small_overrides(path: Path) -> list[str]:
@@ -94,7 +94,19 @@ def close(a, b, rtol: float) -> bool:
     return False
 
 
-def compare(before: dict, after: dict, rtol: float) -> int:
+def compare(before: dict, after: dict, rtol: float, new_files: tuple[str, ...] = ()) -> int:
+    """Print each config whose exit code, metrics rows, summary or files differ; `new_files`
+    (file names an intended change adds to every run) are left out of the file lists."""
+    def clean(record: dict) -> dict:
+        record = dict(record)
+        if isinstance(record.get("summary"), dict):
+            record["summary"] = {k: v for k, v in record["summary"].items() if k not in TIMED}
+        if isinstance(record.get("files"), list):
+            record["files"] = [f for f in record["files"] if Path(f).name not in new_files]
+        return record
+
+    before = {k: clean(v) for k, v in before.items()}
+    after = {k: clean(v) for k, v in after.items()}
     bad = 0
     for name in sorted(before.keys() | after.keys()):
         a, b = before.get(name), after.get(name)
@@ -127,9 +139,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=240.0)
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     parser.add_argument("--rtol", type=float, default=1e-5)
+    parser.add_argument("--new-files", default="", help="comma-separated file names an intended change adds")
     args = parser.parse_args()
     if args.compare:
-        return compare(*(json.loads(p.read_text()) for p in args.compare), args.rtol)
+        return compare(*(json.loads(p.read_text()) for p in args.compare), args.rtol,
+                       tuple(n for n in args.new_files.split(",") if n))
     names = [n for n in args.configs.split(",") if n]
     configs = sorted(ROOT.glob("configs/*.yaml")) if not names else [ROOT / "configs" / f"{n}.yaml" for n in names]
     results = {}
