@@ -63,7 +63,7 @@ def test_a_bug_is_not_dressed_up_as_a_config_error(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("shapes (3,) and (4,) do not align")
 
-    monkeypatch.setattr("dlrun.core.training.train.build_setup", broken)
+    monkeypatch.setattr("dlrun.core.training.lifecycle.build_setup", broken)
     args = ["train", str(CONFIGS / "linreg.yaml"), "--set", "trainer.progress=none"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "internal error" in result.output and "config error" not in result.output

@@ -63,6 +63,9 @@ def dotted_keys(cls: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = 
             continue
         key = f"{prefix}.{name}" if prefix else name
         args = typing.get_args(field.annotation)
+        if typing.get_origin(field.annotation) is dict:  # keys are the user's names (optimizers.<part>)
+            keys.add(key)
+            continue
         members = [m for m in args or (field.annotation,) if m is not type(None)]
         if typing.get_origin(field.annotation) is tuple and args[-1:] == (Ellipsis,) and is_model(args[0]):
             members, key = [args[0]], key + "[]"  # a list of sections: each item's keys

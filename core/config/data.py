@@ -213,8 +213,24 @@ class FraEngData(Section):
     batch_size: int = Field(128, gt=0)
 
 
+class GaussianGANData(Section):
+    """The book's data for its first GAN (D2L 17.1): X ~ N(0, I) (num_train, 2), the examples
+    X A + b, a Gaussian with mean b and covariance A^T A. There is no validation split: a GAN
+    is judged by what it generates (summary.json: the generated mean and covariance next to the
+    data's)."""
+
+    task: ClassVar[str] = "adversarial"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()
+    splits: ClassVar[tuple[str, ...]] = ("train",)
+    name: Literal["gan_gaussian"] = "gan_gaussian"
+    num_train: int = Field(1000, gt=0)
+    A: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 2.0), (-0.1, 0.5))
+    b: tuple[float, float] = (1.0, 2.0)
+    batch_size: int = Field(8, gt=0)
+
+
 DataConfig = Annotated[
     Union[SyntheticRegressionData, PolynomialData, SineData, FashionMNISTData, CSVData, AirfoilData, TimeMachineData,
-          FraEngData],
+          FraEngData, GaussianGANData],
     Field(discriminator="name"),
 ]

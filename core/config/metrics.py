@@ -22,12 +22,15 @@ def classifies(loss_name: str) -> bool:
 
 
 def task(cfg: Any) -> str:
-    """`language_model`, `translation` or `supervised`: what the data section's examples are for."""
+    """`language_model`, `translation`, `adversarial` (a GAN's examples) or `supervised`: what
+    the data section's examples are for."""
     return type(cfg.data).task
 
 
 def split_metrics(cfg: Any) -> tuple[str, ...]:
     """The metrics each split reports, in metrics.csv's order (`val/loss`, `val/acc`, ...)."""
+    if task(cfg) == "adversarial":  # the discriminator's and the generator's losses (D2L 17.1)
+        return ("loss_D", "loss_G")
     names = ["loss"]
     if classifies(cfg.loss.name):
         names.append("acc")
@@ -38,13 +41,16 @@ def split_metrics(cfg: Any) -> tuple[str, ...]:
 
 def reported(cfg: Any) -> set[str]:
     """The summary.json keys a run of the training loop reports for `cfg`."""
-    return {f"{s}/{m}" for s in SPLITS for m in split_metrics(cfg)} | {"w_norm", *type(cfg.data).reports}
+    splits = getattr(type(cfg.data), "splits", SPLITS)
+    return {f"{s}/{m}" for s in splits for m in split_metrics(cfg)} | {"w_norm", *type(cfg.data).reports}
 
 
 def target(cfg: Any) -> tuple[str, str]:
     """The metric that says which run is best by default, and whether higher is better:
     perplexity for a language model, the loss for translation (its token accuracy says little)
     and regression, accuracy for the other classifiers."""
+    if task(cfg) == "adversarial":  # no split says which GAN is best; the generator's loss is a convention
+        return "train/loss_G", "min"
     metric = ("val/ppl" if task(cfg) == "language_model" else
               "val/loss" if task(cfg) == "translation" or not classifies(cfg.loss.name) else "val/acc")
     return metric, mode(metric)

@@ -2,6 +2,8 @@
 
 The convolutional models share `ConvSection`'s initialisation and convolution fields. Every
 width and depth the book fixes is a field, so that a CPU-sized variant is a config, not code.
+It runs over 300 lines because it holds one short class per architecture of the book and the
+union of them all, which read best together.
 """
 
 from __future__ import annotations
@@ -290,9 +292,24 @@ class ViTModel(Section):
         return heads_divide(self)
 
 
+class GANModel(Section):
+    """A generator and a discriminator trained against each other (D2L 17.1), each an MLP; the
+    defaults are the book's: G = Dense(2) on 2-d noise, D = 2-5-3-1 with tanh, every weight
+    and bias from N(0, 0.02^2). Their optimizers are `optimizers.discriminator` and
+    `optimizers.generator`."""
+
+    name: Literal["gan"] = "gan"
+    latent_dim: int = Field(2, gt=0, description="the noise's dimension")
+    generator_hidden: tuple[Annotated[int, Field(gt=0)], ...] = Field((), description="the generator's hidden widths")
+    discriminator_hidden: tuple[Annotated[int, Field(gt=0)], ...] = Field((5, 3), description="the discriminator's hidden widths")
+    activation: Literal["relu", "sigmoid", "tanh"] = "tanh"
+    init: Init = "normal"
+    init_scale: float = Field(0.02, ge=0)
+
+
 ModelConfig = Annotated[
     Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel, BNLeNetModel, AlexNetModel, VGGModel,
           NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel, BahdanauModel, TransformerModel,
-          ViTModel],
+          ViTModel, GANModel],
     Field(discriminator="name"),
 ]

@@ -174,6 +174,8 @@ def _type(annotation: Any, constraints: typing.Iterable[Any] = ()) -> str:
             return "list of " + _inner(args[0]) + _limits(constraints, "items")
         return "[" + ", ".join(_type(a) for a in args) + "]"
     if origin is dict:
+        if _is_model(args[1]):  # keyed by the user's names; the section is documented where it stands alone
+            return f"mapping of {_inner(args[0])} to `{args[1].__name__}` sections"
         return f"mapping of {_inner(args[0])} to {_inner(args[1])}"
     if _is_model(annotation):
         return "sections (below)"

@@ -164,6 +164,9 @@ class Config(Section):
     model: ModelConfig = MLPModel()
     loss: LossConfig = LossConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
+    optimizers: dict[str, OptimizerConfig] = Field(
+        default_factory=dict, description="a model of several parts (a GAN): each part's optimizer by its name; "
+        "a part not named here takes `optimizer`")
     trainer: TrainerConfig = TrainerConfig()
     init_from: InitFrom | None = None
     book: BookResult | None = None

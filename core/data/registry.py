@@ -7,7 +7,7 @@ from typing import Any, Callable, NamedTuple
 from .airfoil import airfoil
 from .dataset import Dataset
 from .fashion_mnist import fashion_mnist
-from .synthetic import polynomial, sine, synthetic_regression
+from .synthetic import gan_gaussian, polynomial, sine, synthetic_regression
 from .tabular import csv_dataset
 from .text import time_machine
 from .translation import fra_eng
@@ -30,6 +30,7 @@ DATASETS: dict[str, DataSource] = {
     "airfoil": DataSource(airfoil, seeded=False),  # the validation rows are drawn with the seed
     "time_machine": DataSource(time_machine, seeded=False),
     "fra_eng": DataSource(fra_eng, seeded=False),
+    "gan_gaussian": DataSource(gan_gaussian, seeded=True),
 }
 
 

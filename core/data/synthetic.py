@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import PolynomialData, SineData, SyntheticRegressionData
+from ..config import GaussianGANData, PolynomialData, SineData, SyntheticRegressionData
 from .dataset import Dataset
 
 
@@ -65,3 +65,13 @@ def sine(cfg: SineData, seed: int) -> Dataset:
     feats, labels = lagged(x, cfg.tau)
     t = cfg.num_train
     return Dataset(feats[:t], labels[:t], feats[t:], labels[t:], None, meta={"series": x.tolist(), "tau": cfg.tau})
+
+
+def gan_gaussian(cfg: GaussianGANData, seed: int) -> Dataset:
+    """X A + b with X ~ N(0, I) (D2L 17.1); no labels (y is zeros) and no validation split."""
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(cfg.A, np.float32), np.asarray(cfg.b, np.float32)
+    x = (rng.standard_normal((cfg.num_train, 2)).astype(np.float32) @ a + b).astype(np.float32)
+    empty = np.zeros((0, 2), np.float32)
+    return Dataset(x, np.zeros((cfg.num_train, 1), np.float32), empty, np.zeros((0, 1), np.float32), num_classes=None,
+                   meta={"mean": b.tolist(), "cov": (a.T @ a).tolist()})

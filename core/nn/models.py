@@ -18,6 +18,7 @@ from . import layers as L
 from .cnn import CNNS
 from .combinators import serial
 from .conv import default_conv_impl
+from .gan import gan_mlp
 from .init import WEIGHT_INITS
 from .rnn import rnn_lm
 from .seq2seq import as_layer, bahdanau, seq2seq
@@ -35,6 +36,7 @@ class Model(NamedTuple):
     step_on: frozenset[str] = frozenset()
     net: L.Layer | None = None  # the layer `init` and `apply` run (for summaries); None if built otherwise
     translator: Any = None  # an encoder-decoder's functions for decoding (`core.nn.seq2seq.EncoderDecoder`)
+    updates: tuple = ()  # a model of several parts: what each update trains (`core.nn.objective`); () for one
 
 
 Builder = Callable[[Any, BatchSpec], Model]
@@ -156,6 +158,12 @@ def encoder_decoder(name: str) -> Builder:
     return build
 
 
+def gan_model(gan) -> Model:
+    """A GAN (`core.nn.gan`) as a model: `apply` generates from noise; its two parts train in
+    turn (`updates`)."""
+    return Model(gan.init, gan.apply, (gan.latent_dim,), updates=gan.updates)
+
+
 # name -> build(model config, batch spec): every model is built the same way
 MODELS: dict[str, Builder] = {
     "linear_regression": linear_regression,
@@ -166,6 +174,7 @@ MODELS: dict[str, Builder] = {
     "vit": image_model(vit),
     "rnn_lm": sequence_model(rnn_lm),
     **{name: encoder_decoder(name) for name in ENCODER_DECODERS},
+    "gan": lambda cfg, spec: gan_model(gan_mlp(cfg, spec)),
 }
 
 

@@ -68,8 +68,8 @@ def plot_curves(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "
     panels = [("loss", axes[0])] + ([(second, axes[1])] if has_acc else [])
     for metric, ax in panels:
         for split, style in (("train", "-"), ("val", "--")):
-            col = f"{split}/{metric}"
-            if col in df:
+            # the metric itself, and its parts (a GAN's loss_D and loss_G)
+            for col in [k for k in df if k == f"{split}/{metric}" or k.startswith(f"{split}/{metric}_")]:
                 ax.plot(df["epoch"], df[col], style, marker="o", markersize=3, label=col)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

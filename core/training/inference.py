@@ -82,12 +82,26 @@ def after_training(setup: Setup, state: TrainState, data: Dataset, pictures: boo
     kind = model_kind(setup, data)
     if kind == "language_model":
         return {"sample": language_model_sample(setup, state, data)}, []
+    if kind == "adversarial":
+        return {"generated": generated_statistics(setup, state, data)}, []
     if kind == "translation":
         cfg = setup.cfg.data
         translator = setup.model.translator
         panels = attention_panels(translator, state.params, data.meta, list(cfg.sentences)) if pictures and cfg.sentences else []
         return translation_report(translator, state.params, data.meta, cfg.sentences, cfg.beam_size), panels
     return {}, []
+
+
+def generated_statistics(setup: Setup, state: TrainState, data: Dataset, n: int = 1000) -> dict[str, Any]:
+    """The mean and covariance of `n` generated examples next to the data's (D2L 17.1 compares
+    the two clouds), drawn with a key of the run's seed."""
+    from ..nn.gan import sample
+
+    x = np.asarray(sample(setup.model, state.params, state.model_state, jax.random.PRNGKey(setup.cfg.seed), n,
+                          setup.cfg.model.latent_dim), np.float64)
+    real = np.asarray(data.x_train, np.float64)
+    return {"mean": np.mean(x, 0).tolist(), "cov": np.cov(x.T).tolist(),
+            "data_mean": np.mean(real, 0).tolist(), "data_cov": np.cov(real.T).tolist()}
 
 
 class ImagePredictions(NamedTuple):

@@ -28,6 +28,7 @@ from ..nn.params import path_name
 from ..nn.summary import Row, summarize
 from .devices import Devices, resolve
 from .optimizers import build_optimizer, unmatched_groups
+from .parts import PartsOptimizer, make_parts_step
 from .state import Arrays, TrainState, init_state
 from .steps import make_eval_fn, make_train_step, pad_for_eval
 
@@ -101,12 +102,20 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
                    f"a batch of {batch_size} examples of {'x'.join(map(str, example))} floats",
                    "data.batch_size" + (" or data.resize" if getattr(cfg.data, "resize", None) else ""))
     model = model_for(cfg, data)
-    optimizer = build_optimizer(cfg.optimizer, steps, cfg.trainer.epochs)
-    # a hidden state carried from batch to batch starts afresh with each epoch
-    train_step = make_train_step(model, loss, optimizer, cfg.loss.l2_penalty,
-                                 reset_every=steps if sampling.carries_state else None,
-                                 partial_batches=sampling.keeps_partial_batch(num_train, batch_size), devices=devices)
-    eval_metrics = eval_metrics or default_metrics(loss, metrics.split_metrics(cfg))
+    if model.updates:  # several parts, each with its optimizer, updated in turn (a GAN)
+        optimizer = parts_optimizer(cfg, model, steps)
+        train_step = make_parts_step(model.updates, optimizer)
+        eval_metrics = eval_metrics or {}
+    else:
+        if cfg.optimizers:
+            raise ConfigError(f"optimizers: model {cfg.model.name!r} is one part, trained by `optimizer`; "
+                              f"optimizers.{next(iter(cfg.optimizers))} is for a model of several (a GAN)")
+        optimizer = build_optimizer(cfg.optimizer, steps, cfg.trainer.epochs)
+        # a hidden state carried from batch to batch starts afresh with each epoch
+        train_step = make_train_step(model, loss, optimizer, cfg.loss.l2_penalty,
+                                     reset_every=steps if sampling.carries_state else None,
+                                     partial_batches=sampling.keeps_partial_batch(num_train, batch_size), devices=devices)
+        eval_metrics = eval_metrics or default_metrics(loss, metrics.split_metrics(cfg))
     eval_fn = make_eval_fn(model, eval_metrics)
 
     def order(key, epoch):
@@ -114,6 +123,20 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
 
     return Setup(cfg, model, optimizer, loss, train_step, order, eval_fn, tuple(eval_metrics), batch_size, num_train, steps,
                  choose_loop(cfg.trainer.loop, model, jax.default_backend()), devices)
+
+
+def parts_optimizer(cfg: Config, model: Model, steps: int) -> PartsOptimizer:
+    """Each part's optimizer: `optimizers.<part>`, else `optimizer`.
+
+    Raises:
+        ConfigError: `optimizers` names a part the model does not have.
+    """
+    parts = [u.part for u in model.updates]
+    unknown = sorted(set(cfg.optimizers) - set(parts))
+    if unknown:
+        raise ConfigError(f"optimizers: {', '.join(unknown)}: not a part of model {cfg.model.name!r}; its parts are {', '.join(parts)}")
+    return PartsOptimizer({part: build_optimizer(cfg.optimizers.get(part, cfg.optimizer), steps, cfg.trainer.epochs)
+                           for part in parts})
 
 
 def start_state(setup: Setup, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:

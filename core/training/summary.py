@@ -17,7 +17,8 @@ def epoch_row(epoch: int, batch_metrics: dict[str, np.ndarray], eval_metrics: di
     language model, the perplexity), then each evaluated split's metrics (`val/loss`, ...),
     the examples trained on so far, and the epoch's training seconds."""
     row: dict[str, Any] = {"epoch": epoch}
-    row |= {f"train/{k}": float(np.mean(batch_metrics[k])) for k in ("loss", "acc") if k in batch_metrics}
+    named = [k for k in ("loss", "acc") if k in batch_metrics] + sorted(set(batch_metrics) - {"loss", "acc", "finite"})
+    row |= {f"train/{k}": float(np.mean(batch_metrics[k])) for k in named}
     if any(k.endswith("/ppl") for k in eval_metrics) and "train/loss" in row:
         row["train/ppl"] = float(np.exp(row["train/loss"]))  # exp of the epoch's mean cross-entropy per token
     row |= {k: float(v) for k, v in eval_metrics.items()}
