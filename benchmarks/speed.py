@@ -110,7 +110,7 @@ def worker(args) -> None:
     else:
         out = run_dlrun(cfg, data, args.impl, epochs)
     if sequence:  # every example trains once per epoch, the last batch partial
-        out["examples"] = len(data.x_train)
+        out["examples"] = data.num_train
         out["tokens"] = data.y_train.size if args.model == "gru_lm" else int(data.y_train[:, -1].sum())
     else:
         out["examples"] = (len(data.x_train) // cfg.data.batch_size) * cfg.data.batch_size

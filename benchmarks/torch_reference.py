@@ -273,12 +273,20 @@ class Transformer(nn.Module):
         return self.out(y)
 
 
+def packed(x) -> np.ndarray:
+    """dlrun's named translation inputs as one row per pair, [source (T) | its valid length |
+    decoder input (T)], the layout the PyTorch models below slice; an array stays as it is."""
+    if not isinstance(x, dict):
+        return x
+    return np.concatenate([x["src"], x["src_len"][:, None], x["dec"]], axis=1)
+
+
 def run_sequence(model: str, cfg, data, epochs: int) -> dict:
     """The GRU language model or seq2seq as the book trains them: shuffled minibatches, the
     mean cross-entropy over (valid) tokens, gradients clipped to norm 1; tokens as dlrun counts them."""
     torch.manual_seed(cfg.seed)
     batch_size = cfg.data.batch_size
-    x, y = torch.from_numpy(data.x_train.astype(np.int64)), torch.from_numpy(data.y_train.astype(np.int64))
+    x, y = torch.from_numpy(packed(data.x_train).astype(np.int64)), torch.from_numpy(data.y_train.astype(np.int64))
     if model == "gru_lm":
         net = GRULM(data.num_classes, cfg.model.hidden)
         optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
@@ -302,7 +310,7 @@ def run_sequence(model: str, cfg, data, epochs: int) -> dict:
     seconds = timed_epochs(net, optimizer, loss_of, x, y, batch_size, n_batches, epochs, cfg.optimizer.clip_norm)
     net.eval()
     with torch.no_grad():
-        xv, yv = torch.from_numpy(data.x_val.astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))
+        xv, yv = torch.from_numpy(packed(data.x_val).astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))
         if model == "gru_lm":
             val_acc = float((net(xv).argmax(-1) == yv).float().mean())
         else:

@@ -32,7 +32,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import ROOT, machine_name, versions  # noqa: E402
-from torch_reference import Seq2Seq, Transformer, init_seq2seq, masked_loss_sum, timed_epochs  # noqa: E402
+from torch_reference import Seq2Seq, Transformer, init_seq2seq, masked_loss_sum, packed, timed_epochs  # noqa: E402
 
 
 def masked_softmax(scores, valid_len):
@@ -94,7 +94,7 @@ def train_book(cfg, data, seed: int) -> list[dict]:
     validation loss over tokens and as the book's plot averages it."""
     torch.manual_seed(seed)
     as_tensor = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
-    x, y, xv, yv = map(as_tensor, (data.x_train, data.y_train, data.x_val, data.y_val))
+    x, y, xv, yv = map(as_tensor, (packed(data.x_train), data.y_train, packed(data.x_val), data.y_val))
     net, forward = book_model(cfg, data)
     with torch.no_grad():
         forward(x[:2])  # gives the lazy layers their shapes

@@ -207,7 +207,7 @@ def summary(
 def format_summary(rows, in_shape: tuple[int, ...]) -> str:
     width = max([len("layer")] + [len(r.path) for r in rows])
     lines = [f"{'layer':<{width}}  {'output shape':<16} {'params':>12} {'FLOPs':>14}", "-" * (width + 46),
-             f"{'input':<{width}}  {'x'.join(map(str, in_shape)):<16} {'':>12} {'':>14}"]
+             f"{'input':<{width}}  {_shape_text(in_shape):<16} {'':>12} {'':>14}"]
     lines += [f"{r.path:<{width}}  {'x'.join(map(str, r.out_shape)):<16} {r.params:>12,} {r.flops:>14,.0f}" for r in rows]
     lines += ["-" * (width + 46),
               f"{'total':<{width}}  {'':<16} {sum(r.params for r in rows):>12,} {sum(r.flops for r in rows):>14,.0f}"]
@@ -270,6 +270,13 @@ app.command()(sweep_commands.compare)
 app.command()(reproduce_commands.reproduce)
 app.command("list")(listing.list_configs)
 app.command()(listing.runs)
+
+
+def _shape_text(shape) -> str:
+    """`28x28x1`, or for named inputs `src 9, src_len (), dec 9`."""
+    if isinstance(shape, dict):
+        return ", ".join(f"{k} {'x'.join(map(str, v)) or '()'}" for k, v in shape.items())
+    return "x".join(map(str, shape))
 
 
 def main() -> None:

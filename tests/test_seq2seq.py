@@ -19,7 +19,7 @@ from dlrun.core.config.models import BahdanauModel, Seq2SeqModel, TransformerMod
 from dlrun.core.config.schema import FraEngData
 from dlrun.core.data import load_dataset
 from dlrun.core.data.text import Vocab
-from dlrun.core.data.translation import RESERVED, pack_pairs, parse_pairs, preprocess, split_inputs
+from dlrun.core.data.translation import RESERVED, pack_pairs, parse_pairs, preprocess
 from dlrun.core.nn.losses import masked_cross_entropy
 from dlrun.core.nn.models import ENCODER_DECODERS
 from dlrun.core.nn.params import count as count_params
@@ -50,27 +50,27 @@ def test_pairs_are_padded_with_eos_bos_and_valid_lengths():
     tgt_vocab = Vocab([t for _, s in pairs for t in s], reserved=RESERVED)
     assert [src_vocab[t] for t in ("<unk>", "<pad>", "<bos>", "<eos>")] == [0, 1, 2, 3]
     x, y = pack_pairs(pairs, src_vocab, tgt_vocab, num_steps=4)
-    inputs = split_inputs(x)
+    assert sorted(x) == ["dec", "src", "src_len"] and all(a.dtype == np.int32 for a in x.values())
     pad, bos, eos = 1, 2, 3
     s = src_vocab.indices
     # "hi ." -> hi . <eos> <pad>, valid 3; a sentence longer than num_steps loses its <eos>
-    np.testing.assert_array_equal(inputs.src, [[*s(["hi", "."]), eos, pad], s(["a", "b", "c", "d"])])
-    np.testing.assert_array_equal(inputs.src_len, [3, 4])
+    np.testing.assert_array_equal(x["src"], [[*s(["hi", "."]), eos, pad], s(["a", "b", "c", "d"])])
+    np.testing.assert_array_equal(x["src_len"], [3, 4])
     t = tgt_vocab.indices
     np.testing.assert_array_equal(y[:, :-1], [[*t(["salut", "."]), eos, pad], [*t(["f"]), eos, pad, pad]])
     np.testing.assert_array_equal(y[:, -1], [3, 2])
     # teacher forcing: the decoder reads <bos> and the target but its last token
-    np.testing.assert_array_equal(inputs.dec, np.concatenate([[[bos], [bos]], y[:, :-2]], axis=1))
+    np.testing.assert_array_equal(x["dec"], np.concatenate([[[bos], [bos]], y[:, :-2]], axis=1))
 
 
 def test_the_fra_eng_file_loads_as_the_book_shows(d2l_data_dir):
     if not (d2l_data_dir / "fra-eng" / "fra.txt").is_file():
         pytest.skip("fra-eng/fra.txt is not in the data directory")
     data = load_dataset(FraEngData(dir=str(d2l_data_dir), num_train=512, num_val=129), seed=0)
-    assert data.x_train.shape == (512, 19) and data.y_train.shape == (512, 10) and data.x_val.shape == (129, 19)
+    assert data.input_shape == {"src": (9,), "src_len": (), "dec": (9,)} and data.num_train == 512
+    assert data.y_train.shape == (512, 10) and data.x_val["src"].shape == (129, 9)
     src, tgt = data.meta["src_vocab"], data.meta["tgt_vocab"]
-    first = split_inputs(data.x_train[:1])
-    assert [src[i] for i in first.src[0]] == ["go", ".", "<eos>"] + ["<pad>"] * 6
+    assert [src[i] for i in data.x_train["src"][0]] == ["go", ".", "<eos>"] + ["<pad>"] * 6
     assert [tgt[i] for i in data.y_train[0, :-1]] == ["va", "!", "<eos>"] + ["<pad>"] * 6
     assert data.meta["val_pairs"][0][0] == preprocess(data.meta["val_pairs"][0][0])
 
@@ -247,7 +247,7 @@ def test_a_tiny_translation_model_learns_its_pairs_with_the_masked_loss(trained)
     assert first["train/loss"] > 1.5 and last["train/loss"] < 0.05, (first, last)
     data = load_dataset(cfg.data, cfg.seed)
     # the loss is the mean over the valid target tokens, an independent numpy computation of it
-    logits, _ = result.setup.model.apply(result.state.params, result.state.model_state, jnp.asarray(data.x_val))
+    logits, _ = result.setup.model.apply(result.state.params, result.state.model_state, jax.tree_util.tree_map(jnp.asarray, data.x_val))
     log_p = np.asarray(jax.nn.log_softmax(logits.astype(jnp.float64) if jax.config.jax_enable_x64 else logits, -1))
     labels, valid = data.y_val[:, :-1], data.y_val[:, -1]
     nll = [-log_p[b, t, labels[b, t]] for b in range(len(labels)) for t in range(valid[b])]
@@ -267,9 +267,9 @@ def test_beam_search_of_width_one_is_greedy_decoding(trained):
     cfg, result, _ = trained
     data = load_dataset(cfg.data, cfg.seed)
     translator, params = result.setup.model.translator, result.state.params
-    inputs = split_inputs(jnp.asarray(np.concatenate([data.x_train, data.x_val])))
-    greedy = greedy_decode(translator, params, inputs.src, inputs.src_len, 7, bos=2)
-    beam = beam_search(translator, params, inputs.src, inputs.src_len, 7, bos=2, eos=3, pad=1, beam_size=1)
+    src, src_len = (jnp.asarray(np.concatenate([data.x_train[k], data.x_val[k]])) for k in ("src", "src_len"))
+    greedy = greedy_decode(translator, params, src, src_len, 7, bos=2)
+    beam = beam_search(translator, params, src, src_len, 7, bos=2, eos=3, pad=1, beam_size=1)
     for g, b in zip(np.asarray(greedy), np.asarray(beam)):
         end = list(g).index(3) + 1 if 3 in g else len(g)
         np.testing.assert_array_equal(b[:end], g[:end])

@@ -1,7 +1,9 @@
 """`Dataset`: a data set as host arrays, the form every loader returns.
 
 The trainer moves it to the device once and batches it there. Images are NHWC float32 in
-[0, 1]; regression targets have shape (n, 1); class labels are int32.
+[0, 1]; regression targets have shape (n, 1); class labels are int32. A model of several inputs
+takes them named, `x` a dict of arrays with one row per example each (a translation's source,
+its valid length and the decoder's input).
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ import numpy as np
 
 from .sampling import Sampling
 from .spec import BatchSpec
+
+
+def num_examples(x) -> int:
+    """The examples in an array, or in a dict of named arrays (the same number in each)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
 
 class Dataset(NamedTuple):
@@ -27,8 +34,15 @@ class Dataset(NamedTuple):
     source_vocab: int | None = None  # a translation's source vocabulary size (its inputs are token ids)
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
+    def input_shape(self) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+        """One example's shape, or for named inputs (a translation's) each input's."""
+        if isinstance(self.x_train, dict):
+            return {k: tuple(v.shape[1:]) for k, v in self.x_train.items()}
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_train(self) -> int:
+        return num_examples(self.x_train)
 
     @property
     def output_dim(self) -> int:
@@ -37,5 +51,6 @@ class Dataset(NamedTuple):
     def spec(self, input_shape: tuple[int, ...] | None = None, carry_batch: int | None = None) -> BatchSpec:
         """The batches' spec, with `input_shape` as the network receives an example (default:
         as stored)."""
-        return BatchSpec(tuple(input_shape or self.input_shape), self.output_dim, self.num_classes, self.source_vocab,
-                         carry_batch)
+        shape = input_shape if input_shape is not None else self.input_shape
+        shape = dict(shape) if isinstance(shape, dict) else tuple(shape)
+        return BatchSpec(shape, self.output_dim, self.num_classes, self.source_vocab, carry_batch)

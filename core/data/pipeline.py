@@ -113,6 +113,8 @@ def augment(x: jax.Array, key: jax.Array, cfg, targets: Targets | None = None):
 def build_pipeline(data_cfg, in_shape: tuple[int, ...]) -> Pipeline:
     """The pipeline `data_cfg` asks for (its `resize` and `augment`, where it has them), for
     examples of `in_shape`."""
+    if isinstance(in_shape, dict):  # named inputs (token ids): nothing to resize or augment
+        return Pipeline(lambda x, key, train: x, in_shape, identity=True, apply_pair=lambda x, t, key, train: (x, t))
     size = getattr(data_cfg, "resize", None)
     aug = getattr(data_cfg, "augment", None)
     size = None if size is None or (len(in_shape) == 3 and in_shape[0] == in_shape[1] == size) else size

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 
 class BatchSpec(NamedTuple):
-    input_shape: tuple[int, ...]  # one example, as the network receives it
+    input_shape: tuple[int, ...] | dict[str, tuple[int, ...]]  # one example as the network receives it, or each named input
     output_dim: int  # classes (or tokens of the target vocabulary), or regression outputs
     num_classes: int | None = None  # None for regression
     source_vocab: int | None = None  # a translation's source vocabulary

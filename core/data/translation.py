@@ -6,15 +6,15 @@ sentence gets `<eos>` and is cut or padded with `<pad>` to `num_steps` tokens; i
 counts the tokens that are not padding. The decoder's input is `<bos>` followed by the target
 but its last token (teacher forcing, D2L 10.7.3).
 
-Arrays hold a pair in one row so that the trainer batches them like any other example:
-`x = [source (T) | source valid length | decoder input (T)]` and `y = [target (T) | target
-valid length]` (`pack_pairs`; `split_inputs` and `split_targets` take them apart).
+The inputs are named arrays, batched like any other example: `x = {"src": source (T), "src_len":
+source valid length, "dec": decoder input (T)}`; the targets one row, `y = [target (T) | target
+valid length]` (`pack_pairs`; `split_targets` takes them apart).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -62,28 +62,21 @@ def pad_sentence(ids: Sequence[int], num_steps: int, eos: int, pad: int) -> tupl
     return ids + [pad] * (num_steps - len(ids)), len(ids)
 
 
-def pack_pairs(pairs, src_vocab: Vocab, tgt_vocab: Vocab, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of token lists -> (x (n, 2T+1), y (n, T+1)) int32, laid out as the module doc says."""
-    xs, ys = [], []
-    for src, tgt in pairs:
-        s, s_len = pad_sentence(src_vocab.indices(src), num_steps, src_vocab[EOS], src_vocab[PAD])
-        t, t_len = pad_sentence(tgt_vocab.indices(tgt), num_steps, tgt_vocab[EOS], tgt_vocab[PAD])
-        xs.append([*s, s_len, tgt_vocab[BOS], *t[:-1]])
+def pack_pairs(pairs, src_vocab: Vocab, tgt_vocab: Vocab, num_steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Pairs of token lists -> (x, y (n, T+1)) int32, as the module doc says: x's `src` (n, T)
+    source tokens, `src_len` (n,) tokens of the source that are not padding, `dec` (n, T) the
+    decoder's input (<bos>, then the target but its last token)."""
+    src, src_len, dec, ys = [], [], [], []
+    for s_tokens, t_tokens in pairs:
+        s, s_len = pad_sentence(src_vocab.indices(s_tokens), num_steps, src_vocab[EOS], src_vocab[PAD])
+        t, t_len = pad_sentence(tgt_vocab.indices(t_tokens), num_steps, tgt_vocab[EOS], tgt_vocab[PAD])
+        src.append(s)
+        src_len.append(s_len)
+        dec.append([tgt_vocab[BOS], *t[:-1]])
         ys.append([*t, t_len])
-    shape_x, shape_y = (0, 2 * num_steps + 1), (0, num_steps + 1)
-    return (np.asarray(xs, np.int32).reshape(-1, shape_x[1]) if xs else np.zeros(shape_x, np.int32),
-            np.asarray(ys, np.int32).reshape(-1, shape_y[1]) if ys else np.zeros(shape_y, np.int32))
-
-
-class Inputs(NamedTuple):
-    src: object  # (batch, T) source tokens
-    src_len: object  # (batch,) tokens of the source that are not padding
-    dec: object  # (batch, T) the decoder's input: <bos>, then the target but its last token
-
-
-def split_inputs(x) -> Inputs:
-    t = (x.shape[1] - 1) // 2
-    return Inputs(x[:, :t], x[:, t], x[:, t + 1 :])
+    rows = lambda a, width: np.asarray(a, np.int32).reshape(-1, width) if a else np.zeros((0, width), np.int32)  # noqa: E731
+    x = {"src": rows(src, num_steps), "src_len": np.asarray(src_len, np.int32).reshape(-1), "dec": rows(dec, num_steps)}
+    return x, rows(ys, num_steps + 1)
 
 
 def split_targets(y):

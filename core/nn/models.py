@@ -143,15 +143,15 @@ def sequence_model(builder: Callable[..., L.Layer]) -> Builder:
 
 
 def encoder_decoder(name: str) -> Builder:
-    """A model from a `core.nn.seq2seq` builder, for packed sentence pairs (2 num_steps + 1,)
-    (`core.data.translation`); `spec.source_vocab`: the source vocabulary's size."""
+    """A model from a `core.nn.seq2seq` builder, for sentence pairs as named inputs (`src`,
+    `src_len`, `dec`: `core.data.translation`); `spec.source_vocab`: the source vocabulary's size."""
 
     def build(cfg, spec: BatchSpec) -> Model:
         in_shape, output_dim, input_vocab = spec.input_shape, spec.output_dim, spec.source_vocab
-        if len(in_shape) != 1 or in_shape[0] % 2 != 1 or input_vocab is None:
+        if not isinstance(in_shape, dict) or not {"src", "src_len", "dec"} <= set(in_shape) or input_vocab is None:
             raise ValueError(f"model.name: {cfg.name} translates sentence pairs (data.name: fra_eng); "
-                             f"the data's examples have shape {tuple(in_shape)}")
-        translator = ENCODER_DECODERS[name](cfg, input_vocab, output_dim, (in_shape[0] - 1) // 2)
+                             f"the data's examples have shape {in_shape}")
+        translator = ENCODER_DECODERS[name](cfg, input_vocab, output_dim, in_shape["src"][0])
         net = as_layer(translator)
         return from_layer(net, in_shape)._replace(translator=translator)
 
@@ -179,5 +179,12 @@ MODELS: dict[str, Builder] = {
 
 
 def build_model(cfg, spec: BatchSpec) -> Model:
-    """The model `cfg` (a model config) names, for batches as `spec` describes them."""
+    """The model `cfg` (a model config) names, for batches as `spec` describes them.
+
+    Raises:
+        ValueError: a model of one input on named inputs (a translation's).
+    """
+    if isinstance(spec.input_shape, dict) and cfg.name not in ENCODER_DECODERS:
+        raise ValueError(f"model.name: {cfg.name} takes one input; the data's examples are named inputs "
+                         f"({', '.join(spec.input_shape)}): use an encoder-decoder ({', '.join(ENCODER_DECODERS)})")
     return MODELS[cfg.name](cfg, spec)

@@ -18,7 +18,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..data.translation import split_inputs
 from .attention import additive_attention, additive_init, dropout, length_mask
 from .combinators import scan_cell
 from .layers import Layer
@@ -159,20 +158,20 @@ def bahdanau(cfg, src_vocab: int, tgt_vocab: int, steps: int = 0) -> EncoderDeco
 
 
 def as_layer(model: EncoderDecoder) -> Layer:
-    """The encoder-decoder on packed pairs x (batch, 2T+1) -> logits (batch, T, vocab), the
+    """The encoder-decoder on named inputs x {"src": (batch, T), "src_len": (batch,), "dec": (batch, T)}
+    (`core.data.translation`) -> logits (batch, T, vocab), the
     decoder fed the whole target (teacher forcing). A non-zero dropout rate lives in the model
     state (`dropout`), so that a sweep's trials differing only in it share one program."""
 
     def init(key, in_shape):
         state = {"dropout": jnp.asarray(model.dropout, jnp.float32)} if model.dropout > 0 else {}
-        return ((in_shape[0] - 1) // 2, model.vocab), model.init(key), state
+        return (in_shape["dec"][0], model.vocab), model.init(key), state
 
     def apply(params, state, x, *, train=False, key=None):
-        inputs = split_inputs(x)
         k_enc, k_dec = _keys(key, 2)
         rate = state.get("dropout", 0.0)
-        memory = model.encode(params, inputs.src, inputs.src_len, train=train, key=k_enc, rate=rate)
-        logits, _ = model.decode(params, memory, model.start(params, memory), inputs.dec, train=train, key=k_dec, rate=rate)
+        memory = model.encode(params, x["src"], x["src_len"], train=train, key=k_enc, rate=rate)
+        logits, _ = model.decode(params, memory, model.start(params, memory), x["dec"], train=train, key=k_dec, rate=rate)
         return logits, state
 
     return Layer(model.kind, init, apply)

@@ -8,7 +8,7 @@ layer's evaluation-mode forward pass on one example, compiled alone.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -28,13 +28,24 @@ def _size(tree) -> int:
     return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree))
 
 
+def example_struct(in_shape) -> Any:
+    """One example as an abstract array: floats, or for named inputs token ids (int32) each."""
+    if isinstance(in_shape, dict):
+        return {k: jax.ShapeDtypeStruct((1, *s), jax.numpy.int32) for k, s in in_shape.items()}
+    return jax.ShapeDtypeStruct((1, *in_shape), jax.numpy.float32)
+
+
 def forward_flops(layer: Layer, in_shape: tuple[int, ...], params, state) -> float:
     """XLA's count of floating-point operations of `layer`'s forward pass on one example."""
-    x = jax.ShapeDtypeStruct((1, *in_shape), jax.numpy.float32)
+    x = example_struct(in_shape)
     lowered = jax.jit(lambda p, s, x: layer.apply(p, s, x, train=False)[0]).lower(params, state, x)
     cost = lowered.compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float((cost or {}).get("flops", 0.0))
+
+
+def _shape(shape):
+    return dict(shape) if isinstance(shape, dict) else tuple(shape)
 
 
 def summarize(layer: Layer, in_shape: tuple[int, ...], max_depth: int | None = None) -> list[Row]:
@@ -53,19 +64,19 @@ def summarize(layer: Layer, in_shape: tuple[int, ...], max_depth: int | None = N
             out_shape = []
 
             def init():  # shapes only: AlexNet's 47M parameters are never allocated
-                out, params, state = layer.init(key, tuple(shape))
+                out, params, state = layer.init(key, _shape(shape))
                 out_shape.extend(out)
                 return params, state
 
             params, state = jax.eval_shape(init)
-            flops = forward_flops(layer, tuple(shape), params, state)
+            flops = forward_flops(layer, _shape(shape), params, state)
             rows.append(Row(path or layer.kind, layer.kind, tuple(out_shape), _size(params), flops))
             return tuple(out_shape)
 
         def run(name, child_shape):
             return walk(dict(layer.children)[name], child_shape, f"{path}/{name}" if path else name, depth + 1)
 
-        return layer.forward(run, tuple(shape), shape_mode=True)
+        return layer.forward(run, _shape(shape), shape_mode=True)
 
-    walk(layer, tuple(in_shape), "", 0)
+    walk(layer, _shape(in_shape), "", 0)
     return rows

@@ -19,6 +19,7 @@ import numpy as np
 from ..config import Config, metrics
 from ..config.data import batch_too_large
 from ..data import Dataset
+from ..data.dataset import num_examples
 from ..data.pipeline import build_pipeline
 from ..data.sampling import epoch_order, steps_per_epoch
 from ..errors import ConfigError
@@ -88,7 +89,7 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
         ConfigError: a batch larger than the training set.
     """
     loss = LOSSES[cfg.loss.name]
-    batch_size, num_train = cfg.data.batch_size, len(data.x_train)
+    batch_size, num_train = cfg.data.batch_size, data.num_train
     if problem := batch_too_large(batch_size, num_train):
         raise ConfigError(problem)
     sampling = data.sampling
@@ -98,8 +99,9 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
                           f"of {num_train} examples")
     devices = resolve(cfg.trainer.devices, batch_size)
     example = build_pipeline(cfg.data, data.input_shape).out_shape
-    require_memory(batch_size * math.prod(example) * 4,
-                   f"a batch of {batch_size} examples of {'x'.join(map(str, example))} floats",
+    shapes = list(example.values()) if isinstance(example, dict) else [example]
+    require_memory(batch_size * sum(math.prod(s) for s in shapes) * 4,
+                   f"a batch of {batch_size} examples of {' + '.join('x'.join(map(str, s)) or '1' for s in shapes)} numbers",
                    "data.batch_size" + (" or data.resize" if getattr(cfg.data, "resize", None) else ""))
     model = model_for(cfg, data)
     if model.updates:  # several parts, each with its optimizer, updated in turn (a GAN)
@@ -196,10 +198,12 @@ def _human(n: float) -> str:
 def train_arrays(data: Dataset) -> Arrays:
     """The training split on the device, with its loss weights if it has any."""
     w = None if data.w_train is None else jnp.asarray(data.w_train, jnp.float32)
-    return Arrays(jnp.asarray(data.x_train), jnp.asarray(data.y_train), w)
+    return Arrays(jax.tree_util.tree_map(jnp.asarray, data.x_train), jnp.asarray(data.y_train), w)
 
 
 def eval_splits(data: Dataset, splits: dict[str, Arrays] | None = None) -> dict[str, tuple[Arrays, jax.Array]]:
     """The splits evaluated after every epoch (default: `val`), padded to whole batches."""
-    splits = splits if splits is not None else {"val": Arrays(np.asarray(data.x_val), np.asarray(data.y_val))}
-    return {name: pad_for_eval(s, min(EVAL_BATCH, len(s.x))) for name, s in splits.items() if len(s.x)}
+    host = lambda a: jax.tree_util.tree_map(np.asarray, a)  # noqa: E731
+    splits = splits if splits is not None else {"val": Arrays(host(data.x_val), np.asarray(data.y_val))}
+    sizes = {name: num_examples(s.x) for name, s in splits.items()}
+    return {name: pad_for_eval(s, min(EVAL_BATCH, sizes[name])) for name, s in splits.items() if sizes[name]}

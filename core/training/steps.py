@@ -97,7 +97,7 @@ def pad_for_eval(data: Arrays, batch_size: int) -> tuple[Arrays, jax.Array]:
     """Pad a split to whole batches; the mask marks real examples so every one counts once.
     Host (NumPy) arrays are padded on the host and put on the device once, which is faster at
     start-up than a device operation per array."""
-    n = data.x.shape[0]
+    n = jax.tree_util.tree_leaves(data.x)[0].shape[0]
     padded = -(-n // batch_size) * batch_size
     host = all(isinstance(a, np.ndarray) for a in jax.tree_util.tree_leaves(data))
     xp = np if host else jnp
