@@ -58,3 +58,39 @@ def test_the_pipeline_resizes_masks_by_nearest_label_and_keeps_boxes():
     assert set(np.unique(np.asarray(moved["mask"]))) <= {0, 1}
     np.testing.assert_array_equal(np.asarray(moved["mask"])[:, ::2, ::2], targets["mask"])
     np.testing.assert_array_equal(moved["boxes"], targets["boxes"])
+
+
+def test_the_training_step_moves_masks_with_the_images_it_augments():
+    """A per-pixel classifier trained on flipped and cropped images sees its masks flipped and
+    cropped alike: the step with the pipeline equals the plain step on the batch the pipeline
+    makes with the same key."""
+    import jax.numpy as jnp
+    import optax
+
+    from dlrun.core.data import Dataset
+    from dlrun.core.nn import layers as L
+    from dlrun.core.nn.losses import Loss
+    from dlrun.core.nn.models import from_layer, with_targets
+    from dlrun.core.training.setup import moving_targets
+    from dlrun.core.training.state import Arrays, init_state
+    from dlrun.core.training.steps import make_train_step
+
+    x, targets = rectangles(3, b=4, h=8, w=8)
+    y = {"mask": targets["mask"]}
+    assert moving_targets(Dataset(x, y, x[:0], {"mask": y["mask"][:0]}, num_classes=2))
+    pipeline = build_pipeline(FashionMNISTData(augment=AugmentConfig(flip=True, crop_padding=1)), (8, 8, 1))
+    model = with_targets(from_layer(L.conv2d(2, 1), (8, 8, 1)), pipeline.apply_pair, (8, 8, 1))
+
+    def pixel_loss(out, y):
+        log_p = jax.nn.log_softmax(out, -1)
+        return -jnp.take_along_axis(log_p, y["mask"][..., None], -1)[..., 0].mean(axis=(1, 2))
+
+    loss, optimizer = Loss(pixel_loss, classify=False), optax.sgd(0.5)
+    state = init_state(model, optimizer, jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(11)
+    batch = Arrays(jnp.asarray(x), {"mask": jnp.asarray(y["mask"])})
+    with_pipeline, _ = make_train_step(model, loss, optimizer)(state, batch, key)
+    px, py = model.prepare(batch.x, batch.y, jax.random.fold_in(key, 0x1A6), True)
+    assert not np.array_equal(np.asarray(py["mask"]), y["mask"])  # the draw moved some masks
+    plain, _ = make_train_step(model._replace(prepare=None), loss, optimizer)(state, Arrays(px, py), key)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, with_pipeline.params, plain.params)

@@ -123,3 +123,24 @@ def test_stop_and_continue_equals_one_go(fake_fmnist_dir, tmp_path):
     train_group(cfgs, straight)
     for a, b in zip(dirs, straight):
         pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv")[METRICS], pd.read_csv(b / "metrics.csv")[METRICS])
+
+
+def test_the_state_keys_are_the_hyperparameters_the_optimizer_keeps_in_its_state():
+    """A sweep groups trials by what is not state (`group_key`); what is state is decided where
+    the optimizer injects it, so the two cannot drift apart."""
+    import jax.numpy as jnp
+
+    from dlrun.core.config import OptimizerConfig
+    from dlrun.core.sweep.groups import STATE_KEYS
+    from dlrun.core.training.optimizers import build_optimizer
+
+    cfg = load_config(CONFIGS / "mlp.yaml", ["optimizer.clip_norm=1.0", "optimizer.momentum=0.9"]).optimizer
+    state = build_optimizer(cfg, 10, 2).init({"w": jnp.zeros(3)})
+    assert set(state.hyperparams) == set(OptimizerConfig.IN_STATE)
+    assert {f"optimizer.{k}" for k in OptimizerConfig.IN_STATE} <= set(STATE_KEYS)
+    lr_only = [load_config(CONFIGS / "mlp.yaml", [f"optimizer.{k}={v}"]) for k, v in
+               (("lr", 0.3), ("momentum", 0.5), ("weight_decay", 0.1), ("clip_norm", 2.0))]
+    with_all = [load_config(CONFIGS / "mlp.yaml", [f"optimizer.{k}={v}"]) for k, v in
+                (("lr", 0.5), ("momentum", 0.7), ("weight_decay", 0.2), ("clip_norm", 3.0))]
+    for a, b in zip(lr_only, with_all):  # values in the state: the same group
+        assert group_key(a) == group_key(b)

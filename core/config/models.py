@@ -36,6 +36,16 @@ def _numeric(annotation: Any) -> bool:
 
 Init = Literal["normal", "xavier", "he", "zeros"]
 
+# Model keys whose values live in the training state, not the program: a dropout layer keeps its
+# rate in the model state (`core.nn.layers.dropout`; whether there is one at all is structure),
+# and the initialisation only decides the initial params. Trials differing only in these share
+# one compiled program (`core.sweep.groups`).
+MODEL_IN_STATE: dict[str, typing.Callable[[Any], Any]] = {
+    "dropout": lambda v: [r > 0 for r in v] if isinstance(v, list) else v > 0,
+    "init": lambda v: None,
+    "init_scale": lambda v: None,
+}
+
 
 class LinearRegressionModel(Section):
     """One dense layer with a single output (D2L 3.1)."""

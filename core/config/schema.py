@@ -8,7 +8,7 @@ and `tests/test_registries.py` proves that the two agree both ways.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -75,6 +75,14 @@ class ParamGroup(Section):
 class OptimizerConfig(Section):
     """The optimizer (D2L 11.5-11.10). `impl: scratch` uses the book's equations written out
     (`core.training.from_scratch`) instead of Optax's transforms; the two agree (tested)."""
+
+    # The hyperparameters kept in the optimizer state (`core.training.optimizers` injects exactly
+    # these): their values are arrays, so trials differing only in them share one compiled program
+    # (`core.sweep.groups`); each maps a value to what of it is structure (momentum on or off).
+    IN_STATE: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "lr": lambda v: None, "momentum": lambda v: v > 0, "weight_decay": lambda v: v > 0,
+        "clip_norm": lambda v: v is None,
+    }
 
     name: Literal["sgd", "adam", "adagrad", "rmsprop", "adadelta", "yogi"] = "sgd"
     impl: Literal["optax", "scratch"] = "optax"

@@ -37,6 +37,7 @@ class Model(NamedTuple):
     net: L.Layer | None = None  # the layer `init` and `apply` run (for summaries); None if built otherwise
     translator: Any = None  # an encoder-decoder's functions for decoding (`core.nn.seq2seq.EncoderDecoder`)
     updates: tuple = ()  # a model of several parts: what each update trains (`core.nn.objective`); () for one
+    prepare: Callable | None = None  # (x, y, key, train) -> (x, y): a pipeline that moves targets with inputs
 
 
 Builder = Callable[[Any, BatchSpec], Model]
@@ -65,6 +66,13 @@ def with_input(model: Model, prepare: Callable, in_shape: tuple[int, ...]) -> Mo
         return model.apply(params, model_state, x, train=train, key=key)
 
     return Model(model.init, apply, tuple(in_shape), model.step_on)
+
+
+def with_targets(model: Model, prepare_pair: Callable, in_shape) -> Model:
+    """`model` behind `prepare_pair(x, targets, key, train) -> (x, targets)`, a pipeline that
+    moves boxes and masks with their images (`core.data.pipeline.Pipeline.apply_pair`). The
+    training step and evaluation call it before the model and the loss (`Model.prepare`)."""
+    return model._replace(prepare=prepare_pair, in_shape=in_shape)
 
 
 def linear_regression(cfg, spec: BatchSpec) -> Model:

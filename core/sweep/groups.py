@@ -12,23 +12,20 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..config import Config, flatten
+from ..config import Config, OptimizerConfig, flatten
+from ..config.changes import HOW_IT_IS_WATCHED
+from ..config.models import MODEL_IN_STATE
 
 # Config keys whose values are state, not program: trials differing only in these share a group.
-# For the others, what counts is whether they are on (momentum > 0, ...), which is structure.
+# For some, what counts is whether they are on (momentum > 0, ...), which is structure. Each comes
+# from where it is decided: the optimizer's injected hyperparameters, the model keys that live in
+# its state, the run's name and seed, and how a run is watched (which a resume may change too).
 STATE_KEYS = {
     "name": lambda v: None,
     "seed": lambda v: None,
-    "optimizer.lr": lambda v: None,
-    "optimizer.momentum": lambda v: v > 0,
-    "optimizer.weight_decay": lambda v: v > 0,
-    "optimizer.clip_norm": lambda v: v is None,
-    "model.dropout": lambda v: [r > 0 for r in v] if isinstance(v, list) else v > 0,
-    "model.init": lambda v: None,
-    "model.init_scale": lambda v: None,
-    "trainer.progress": lambda v: None,
-    "trainer.log_to": lambda v: None,
-    "trainer.mlflow_uri": lambda v: None,
+    **{f"optimizer.{k}": structure for k, structure in OptimizerConfig.IN_STATE.items()},
+    **{f"model.{k}": structure for k, structure in MODEL_IN_STATE.items()},
+    **{k: (lambda v: None) for k in HOW_IT_IS_WATCHED},
 }
 
 

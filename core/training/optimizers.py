@@ -171,7 +171,7 @@ def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> 
     factor = schedule_factor(cfg.schedule, steps_per_epoch, epochs)
     direction = OPTIMIZERS[cfg.name]
 
-    def chain(learning_rate, momentum, weight_decay, clip_norm):
+    def chain(lr, momentum, weight_decay, clip_norm):  # OptimizerConfig.IN_STATE, as arrays
         def rest(lr_scale: float) -> list[optax.GradientTransformation]:
             parts = []
             if cfg.weight_decay > 0:
@@ -179,7 +179,7 @@ def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> 
             parts += direction(cfg, momentum)
             if cfg.schedule.name != "constant":
                 parts.append(optax.scale_by_schedule(factor))
-            parts.append(optax.scale(-learning_rate * lr_scale if lr_scale != 1.0 else -learning_rate))
+            parts.append(optax.scale(-lr * lr_scale if lr_scale != 1.0 else -lr))
             return parts
 
         parts = [optax.clip_by_global_norm(clip_norm)] if cfg.clip_norm is not None else []
@@ -190,9 +190,8 @@ def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> 
             transforms[f"group{i}"] = optax.set_to_zero() if group.freeze else optax.chain(*rest(group.lr_scale))
         return optax.chain(*parts, optax.multi_transform(transforms, lambda params: group_labels(cfg.groups, params)))
 
-    return optax.inject_hyperparams(chain)(
-        learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, clip_norm=cfg.clip_norm or 0.0
-    )
+    values = {name: getattr(cfg, name) for name in OptimizerConfig.IN_STATE}
+    return optax.inject_hyperparams(chain)(**{name: 0.0 if v is None else v for name, v in values.items()})
 
 
 def group_labels(groups, params: Any) -> Any:

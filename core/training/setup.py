@@ -24,7 +24,7 @@ from ..data.pipeline import build_pipeline
 from ..data.sampling import epoch_order, steps_per_epoch
 from ..errors import ConfigError
 from ..nn.losses import LOSSES, Loss, Metric, default_metrics
-from ..nn.models import Model, build_model, with_input
+from ..nn.models import Model, build_model, with_input, with_targets
 from ..nn.params import path_name
 from ..nn.summary import Row, summarize
 from .devices import Devices, resolve
@@ -70,7 +70,16 @@ def model_for(cfg: Config, data: Dataset) -> Model:
     pipeline = build_pipeline(cfg.data, data.input_shape)
     carry_batch = cfg.data.batch_size if data.sampling.carries_state else None
     model = build_model(cfg.model, data.spec(pipeline.out_shape, carry_batch))
-    return model if pipeline.identity else with_input(model, pipeline.apply, data.input_shape)
+    if pipeline.identity:
+        return model
+    if moving_targets(data):  # boxes and masks are flipped, cropped and resized with their images
+        return with_targets(model, pipeline.apply_pair, data.input_shape)
+    return with_input(model, pipeline.apply, data.input_shape)
+
+
+def moving_targets(data: Dataset) -> bool:
+    """Whether the targets are named and some move with the image (`boxes`, `mask`)."""
+    return isinstance(data.y_train, dict) and bool({"boxes", "mask"} & set(data.y_train))
 
 
 def network_summary(cfg: Config, data: Dataset, max_depth: int | None = None) -> tuple[list[Row], tuple[int, ...]]:

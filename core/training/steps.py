@@ -57,6 +57,9 @@ def make_train_step(
 
     def train_step(state: TrainState, batch: Arrays, key: jax.Array):
         batch = shard_batch(batch, devices)
+        if getattr(model, "prepare", None) is not None:  # targets that move with their images, drawn as `with_input` draws
+            x, y = model.prepare(batch.x, batch.y, jax.random.fold_in(key, 0x1A6), True)
+            batch = batch._replace(x=x, y=y)
         model_state = state.model_state
         if reset_every:
             model_state = reset_carries(model_state, state.step % reset_every == 0)
@@ -117,6 +120,8 @@ def make_eval_fn(model, metrics: dict[str, Metric]):
     def eval_fn(params, model_state, batches: Arrays, mask: jax.Array) -> Metrics:
         def body(totals, batch):
             x, y, m = batch
+            if getattr(model, "prepare", None) is not None:
+                x, y = model.prepare(x, y, None, False)
             out, _ = model.apply(params, model_state, x, train=False)
             sums = {name: (jnp.sum(metric.per_example(out, y) * m), jnp.sum(metric.count(y) * m if metric.count else m))
                     for name, metric in metrics.items()}
