@@ -19,12 +19,10 @@ only difference between the two.
 from __future__ import annotations
 
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from pydantic import Field, field_validator
 
@@ -32,17 +30,16 @@ from dlrun.core import disk
 from dlrun.core.config import (
     Config,
     ConfigError,
-    ExperimentConfig,
     OptimizerConfig,
     Section,
     SoftmaxRegressionModel,
+    derive,
     validate_options,
 )
 from dlrun.core.config.data import batch_too_large
 from dlrun.core.data import Dataset, load_dataset
 from dlrun.core.report import outputs
-from dlrun.core.training.state import Arrays
-from dlrun.core.training.steps import pad_for_eval
+from dlrun.core.training import inference
 from dlrun.core.training.train import train
 
 from .shift_plots import shift_plot
@@ -163,9 +160,8 @@ def covariate_shift(cfg: Config, opts: CovariateOptions, data: Dataset, rng, key
     # h: logistic regression, i.e. softmax regression with two classes, h = logit(1) - logit(0)
     xz = np.concatenate([x, u])
     zlabels = np.concatenate([np.zeros(len(x), np.int32), np.ones(len(u), np.int32)])  # z = -1, z = 1
-    disc_cfg = cfg.model_copy(update={
-        "model": SoftmaxRegressionModel(), "optimizer": OptimizerConfig(lr=opts.discriminator.lr),
-        "trainer": cfg.trainer.model_copy(update={"epochs": opts.discriminator.epochs})})  # fmt: skip
+    disc_cfg = derive(cfg, {"model": SoftmaxRegressionModel(), "optimizer": OptimizerConfig(lr=opts.discriminator.lr),
+                            "trainer.epochs": opts.discriminator.epochs})
     disc = fit(disc_cfg, run_dir / "covariate_discriminator", Dataset(xz, zlabels, xz[:0], zlabels[:0], 2), key)
     logits = predict(disc, xz)
     h = logits[:, 1] - logits[:, 0]
@@ -275,20 +271,10 @@ def fit(cfg: Config, run_dir: Path, data: Dataset, key, weights=None):
         data = data._replace(w_train=weights / weights.mean())
     if problem := batch_too_large(cfg.data.batch_size, len(data.x_train), f"the training sample of {run_dir.name}"):
         raise ConfigError(f"{problem}; make data.batch_size smaller or the shift weaker")
-    sub = cfg.model_copy(update={
-        "name": run_dir.name, "experiment": ExperimentConfig(),
-        "trainer": cfg.trainer.model_copy(update={"progress": "none", "checkpoint_every": 0})})  # fmt: skip
+    sub = derive(cfg, {"name": run_dir.name, "trainer.progress": "none", "trainer.checkpoint_every": 0})
     return train(sub, run_dir, data=data, key=key, plot=False, splits=None if len(data.x_val) else {})
-
-
-@partial(jax.jit, static_argnums=0)
-def _apply_batches(model, params, model_state, batches: jax.Array) -> jax.Array:
-    return jax.lax.map(lambda xb: model.apply(params, model_state, xb, train=False)[0], batches)
 
 
 def predict(result, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """A trained model's outputs (logits) for every row of x, as a host array."""
-    batches, _ = pad_for_eval(Arrays(jnp.asarray(x), jnp.zeros(len(x))), min(batch_size, len(x)))
-    state = result.state
-    out = np.asarray(_apply_batches(result.setup.model, state.params, state.model_state, batches.x))
-    return out.reshape(-1, out.shape[-1])[: len(x)]
+    return inference.predict(result.setup.model, result.state.params, result.state.model_state, x, batch_size)

@@ -19,9 +19,9 @@ from pydantic import Field
 from dlrun.core import disk
 from dlrun.core.config import (
     Config,
-    ExperimentConfig,
     MLPModel,
     Section,
+    derive,
     validate_options,
 )
 from dlrun.core.data import load_dataset
@@ -80,14 +80,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
 
 def _variant(cfg: Config, opts: InitOptions, activation: str, init: str) -> Config:
     model = MLPModel(hidden=(opts.width,) * opts.depth, activation=activation, init=init)
-    return cfg.model_copy(
-        update={
-            "name": f"{cfg.name}-{activation}-{init}",
-            "model": model,
-            "experiment": ExperimentConfig(),
-            "trainer": cfg.trainer.model_copy(update={"progress": "none"}),
-        }
-    )
+    return derive(cfg, {"name": f"{cfg.name}-{activation}-{init}", "model": model, "trainer.progress": "none"})
 
 
 def matrix_product_norms(seed: int, n: int) -> np.ndarray:

@@ -24,11 +24,13 @@ import numpy as np
 from pydantic import Field
 
 from dlrun.core import disk
-from dlrun.core.config import Config, ConfigError, CSVData, ExperimentConfig, Section, validate_options
+from dlrun.core.config import Config, ConfigError, CSVData, Section, derive, validate_options
+from dlrun.core.config.data import batch_too_large
 from dlrun.core.data import DataError, Dataset, tabular
 from dlrun.core.errors import TrainingDiverged
 from dlrun.core.nn.losses import LOSSES, Metric
 from dlrun.core.report import outputs, plots, progress
+from dlrun.core.training import inference
 from dlrun.core.training.state import Arrays
 from dlrun.core.training.train import train
 
@@ -183,20 +185,18 @@ def fit(cfg: Config, run_dir: Path, fold: int, splits: dict[str, tuple[np.ndarra
         ConfigError: a batch larger than a fold's training rows.
     """
     x, y = splits["train"]
-    if cfg.data.batch_size > len(x):
-        raise ConfigError(f"{source}: data.batch_size ({cfg.data.batch_size}) is larger than a fold's {len(x)} training rows")
+    if problem := batch_too_large(cfg.data.batch_size, len(x), "a fold's training rows"):
+        raise ConfigError(f"{source}: {problem}")
     arrays = {name: Arrays(jnp.asarray(a, jnp.float32), jnp.asarray(t.astype(np.float32)[:, None])) for name, (a, t) in splits.items()}
     data = Dataset(np.asarray(x, np.float32), y.astype(np.float32)[:, None], np.zeros((0, x.shape[1]), np.float32),
                    np.zeros((0, 1), np.float32), num_classes=None)
-    sub = cfg.model_copy(update={"name": run_dir.name, "experiment": ExperimentConfig(),
-                                 "trainer": cfg.trainer.model_copy(update={"progress": "none", "checkpoint_every": 0})})
+    sub = derive(cfg, {"name": run_dir.name, "trainer.progress": "none", "trainer.checkpoint_every": 0}, source)
     key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), fold)
     result = train(sub, run_dir, data=data, key=key, plot=False, splits=arrays,
                    eval_metrics={"log_rmse": log_rmse_metric(cfg.data.log_target)})
     rows = [{"fold": fold, "epoch": r["epoch"]} | {k: r[k] for k in r if k.endswith("/log_rmse")} for r in result.rows]
     state, model = result.state, result.setup.model
-    apply = jax.jit(lambda params, model_state, x: model.apply(params, model_state, x, train=False)[0])
-    predict = lambda x: np.asarray(apply(state.params, state.model_state, jnp.asarray(x)))  # noqa: E731
+    predict = lambda x: inference.predict(model, state.params, state.model_state, np.asarray(x, np.float32))  # noqa: E731
     return Fit(rows, predict, result.summary["train_seconds"], result.summary["compile_seconds"])
 
 

@@ -11,9 +11,9 @@ from pydantic import Field
 from dlrun.core import disk
 from dlrun.core.config import (
     Config,
-    ExperimentConfig,
     PolynomialData,
     Section,
+    derive,
     validate_options,
 )
 from dlrun.core.report import outputs, plots, progress
@@ -34,13 +34,7 @@ def run(cfg: Config, run_dir: Path, source: str = "config") -> dict[str, Any]:
         raise ConfigError(f"{source}: data.name: the polynomial_degrees experiment needs data 'polynomial', found '{cfg.data.name}'")
     rows, notes = [], progress.notes(cfg.trainer.progress)
     for k in opts.num_features:
-        trial = cfg.model_copy(
-            update={
-                "data": cfg.data.model_copy(update={"num_features": k}),
-                "experiment": ExperimentConfig(),
-                "trainer": cfg.trainer.model_copy(update={"progress": "none"}),
-            }
-        )
+        trial = derive(cfg, {"data.num_features": k, "trainer.progress": "none"}, source)
         result = train(trial, run_dir / f"features_{k:02d}")
         row = {"num_features": k, "degree": k - 1, "train/loss": result.summary["train/loss"], "val/loss": result.summary["val/loss"]}
         rows.append(row)

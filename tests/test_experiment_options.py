@@ -45,3 +45,18 @@ def test_an_unknown_option_is_refused(name):
     cfg = Config.model_validate({"experiment": {"name": name, "no_such_option": 1}})
     with pytest.raises(ConfigError, match=r"no_such_option: unknown key"):
         experiment_for(cfg, "x.yaml")
+
+
+def test_a_sub_run_config_is_derived_through_validated_overrides():
+    from dlrun.core.config import MLPModel, derive, load_config
+
+    from .conftest import CONFIGS
+
+    cfg = load_config(CONFIGS / "kaggle_house.yaml")
+    sub = derive(cfg, {"name": "fold1", "trainer.epochs": 3, "model": MLPModel(hidden=(8,))})
+    assert (sub.name, sub.trainer.epochs, sub.model.hidden) == ("fold1", 3, (8,))
+    assert sub.experiment.name == "train" and sub.book is None and sub.data == cfg.data
+    with pytest.raises(ConfigError, match=r"x.yaml \(derived: trainer.epochs\): trainer: epochs: expected a number"):
+        derive(cfg, {"trainer.epochs": True}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"optimizer.lrr: unknown key; did you mean 'optimizer.lr'"):
+        derive(cfg, {"optimizer.lrr": 0.1})

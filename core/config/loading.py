@@ -58,6 +58,26 @@ def validate(raw: dict, source: str, set_keys: dict[str, str] | None = None) -> 
         raise ConfigError(describe_errors(err, Config, source, set_keys)) from None
 
 
+def derive(cfg: Config, changes: dict[str, Any], source: str = "config") -> Config:
+    """The config of a sub-run: `cfg` with `changes` (dotted keys, as `--set` writes them; a
+    value may be a section) applied and validated like a file, so a sub-run obeys every rule a
+    config does. `experiment` resets to the generic loop and `book` is dropped (the book's result
+    belongs to the whole experiment) unless a change names them.
+
+    Raises:
+        ConfigError: naming `source`, the key and what was expected.
+    """
+    raw = cfg.model_dump(mode="json")
+    raw["experiment"], raw["book"] = {"name": "train"}, None
+    for key, value in changes.items():
+        *parents, last = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return validate(raw, f"{source} (derived: {', '.join(changes)})")
+
+
 def validate_options(cls: type[BaseModel], cfg: Config, source: str = "config") -> BaseModel:
     """Validate an experiment's options (the keys beside `experiment.name`) with its own model.
 

@@ -4,6 +4,7 @@ translates, `core.training.translate`)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -12,12 +13,14 @@ import numpy as np
 
 from ..config import Config, load_config, metrics
 from ..data import Dataset, load_dataset
+from ..data.dataset import num_examples
 from ..data.text import clean, tokenize
 from ..errors import ConfigError
 from ..nn.rnn import greedy_continuation
 from . import checkpoint
 from .setup import Setup, build_setup, start_state
-from .state import TrainState
+from .state import Arrays, TrainState
+from .steps import pad_for_eval
 from .translate import attention_panels, translation_report
 
 
@@ -104,6 +107,21 @@ def generated_statistics(setup: Setup, state: TrainState, data: Dataset, n: int 
             "data_mean": np.mean(real, 0).tolist(), "data_cov": np.cov(real.T).tolist()}
 
 
+@partial(jax.jit, static_argnums=0)
+def _apply_batches(model, params, model_state, batches):
+    return jax.lax.map(lambda xb: model.apply(params, model_state, xb, train=False)[0], batches)
+
+
+def predict(model, params: Any, model_state: Any, x: Any, batch_size: int = 1024) -> np.ndarray:
+    """The one way to use a trained model: its outputs (logits, predictions) for every example of
+    `x` (an array, or named inputs), in evaluation mode, batched on the device and padded to whole
+    batches so that every size compiles once per batch shape; a host array of one row per example."""
+    n = num_examples(x)
+    batches, _ = pad_for_eval(Arrays(jax.tree_util.tree_map(np.asarray, x), np.zeros(n, np.float32)), min(batch_size, n))
+    out = np.asarray(_apply_batches(model, params, model_state, batches.x))
+    return out.reshape(-1, *out.shape[2:])[:n]
+
+
 class ImagePredictions(NamedTuple):
     images: Any  # (n, height, width, channels)
     labels: list[str]
@@ -114,8 +132,7 @@ class ImagePredictions(NamedTuple):
 def predict_images(run: LoadedRun, count: int) -> ImagePredictions:
     """The first `count` validation images with their true and predicted classes."""
     x, y = run.data.x_val[:count], run.data.y_val[:count]
-    logits, _ = jax.jit(lambda p, s, x: run.setup.model.apply(p, s, x, train=False))(run.state.params, run.state.model_state, x)
-    predicted = np.asarray(jax.numpy.argmax(logits, axis=-1))
+    predicted = predict(run.setup.model, run.state.params, run.state.model_state, x).argmax(-1)
     names = run.data.label_names or tuple(str(i) for i in range(run.data.num_classes or 0))
     return ImagePredictions(x, [names[int(i)] for i in y], [names[int(i)] for i in predicted],
                             float(np.mean(predicted == np.asarray(y))))
