@@ -110,7 +110,7 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
     example = build_pipeline(cfg.data, data.input_shape).out_shape
     shapes = list(example.values()) if isinstance(example, dict) else [example]
     require_memory(batch_size * sum(math.prod(s) for s in shapes) * 4,
-                   f"a batch of {batch_size} examples of {' + '.join('x'.join(map(str, s)) or '1' for s in shapes)} numbers",
+                   f"a batch of {batch_size} examples of {' + '.join('x'.join(map(str, s)) or '1' for s in shapes)} floats",
                    "data.batch_size" + (" or data.resize" if getattr(cfg.data, "resize", None) else ""))
     model = model_for(cfg, data)
     if model.updates:  # several parts, each with its optimizer, updated in turn (a GAN)
