@@ -70,7 +70,7 @@ def test_the_training_step_moves_masks_with_the_images_it_augments():
     from dlrun.core.data import Dataset
     from dlrun.core.nn import layers as L
     from dlrun.core.nn.losses import Loss
-    from dlrun.core.nn.models import from_layer, with_targets
+    from dlrun.core.nn.models import from_layer, pipeline_key, with_targets
     from dlrun.core.training.setup import moving_targets
     from dlrun.core.training.state import Arrays, init_state
     from dlrun.core.training.steps import make_train_step
@@ -90,7 +90,7 @@ def test_the_training_step_moves_masks_with_the_images_it_augments():
     key = jax.random.PRNGKey(11)
     batch = Arrays(jnp.asarray(x), {"mask": jnp.asarray(y["mask"])})
     with_pipeline, _ = make_train_step(model, loss, optimizer)(state, batch, key)
-    px, py = model.prepare(batch.x, batch.y, jax.random.fold_in(key, 0x1A6), True)
+    px, py = model.prepare(batch.x, batch.y, pipeline_key(key), True)
     assert not np.array_equal(np.asarray(py["mask"]), y["mask"])  # the draw moved some masks
     plain, _ = make_train_step(model._replace(prepare=None), loss, optimizer)(state, Arrays(px, py), key)
     jax.tree_util.tree_map(np.testing.assert_array_equal, with_pipeline.params, plain.params)

@@ -2,8 +2,8 @@
 
 The convolutional models share `ConvSection`'s initialisation and convolution fields. Every
 width and depth the book fixes is a field, so that a CPU-sized variant is a config, not code.
-It runs over 300 lines because it holds one short class per architecture of the book and the
-union of them all, which read best together.
+Every section derives from `Section` (`core.config.section`): unknown keys and a boolean where a
+number belongs are refused.
 """
 
 from __future__ import annotations
@@ -11,30 +11,10 @@ from __future__ import annotations
 import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _booleans_are_not_numbers(cls, raw: Any) -> Any:
-        """pydantic reads `lr: true` as 1.0; a boolean where a number belongs is a mistake."""
-        if isinstance(raw, dict):
-            for name, field in cls.model_fields.items():
-                if isinstance(raw.get(name), bool) and _numeric(field.annotation):
-                    raise ValueError(f"{name}: expected a number, found {str(raw[name]).lower()} (a boolean)")
-        return raw
-
-
-def _numeric(annotation: Any) -> bool:
-    """An int or float field (or one that may also be None or a name), not a boolean one."""
-    args = typing.get_args(annotation) or (annotation,)
-    return bool not in args and any(a in (int, float) for a in args)
-
-
-Init = Literal["normal", "xavier", "he", "zeros"]
+from .generative import GANModel
+from .section import Init, Section
 
 # Model keys whose values live in the training state, not the program: a dropout layer keeps its
 # rate in the model state (`core.nn.layers.dropout`; whether there is one at all is structure),
@@ -300,21 +280,6 @@ class ViTModel(Section):
     @model_validator(mode="after")
     def _heads_divide(self):
         return heads_divide(self)
-
-
-class GANModel(Section):
-    """A generator and a discriminator trained against each other (D2L 17.1), each an MLP; the
-    defaults are the book's: G = Dense(2) on 2-d noise, D = 2-5-3-1 with tanh, every weight
-    and bias from N(0, 0.02^2). Their optimizers are `optimizers.discriminator` and
-    `optimizers.generator`."""
-
-    name: Literal["gan"] = "gan"
-    latent_dim: int = Field(2, gt=0, description="the noise's dimension")
-    generator_hidden: tuple[Annotated[int, Field(gt=0)], ...] = Field((), description="the generator's hidden widths")
-    discriminator_hidden: tuple[Annotated[int, Field(gt=0)], ...] = Field((5, 3), description="the discriminator's hidden widths")
-    activation: Literal["relu", "sigmoid", "tanh"] = "tanh"
-    init: Init = "normal"
-    init_scale: float = Field(0.02, ge=0)
 
 
 ModelConfig = Annotated[

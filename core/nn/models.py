@@ -56,13 +56,19 @@ def from_layer(net: L.Layer, in_shape: tuple[int, ...], step_on: frozenset[str] 
     return Model(init, apply, in_shape, step_on, net)
 
 
+def pipeline_key(key):
+    """The key an input pipeline draws from: folded from the step's, so that a model's dropout
+    draws the same with and without the pipeline."""
+    return None if key is None else jax.random.fold_in(key, 0x1A6)
+
+
 def with_input(model: Model, prepare: Callable, in_shape: tuple[int, ...]) -> Model:
     """`model` behind `prepare(x, key, train) -> x` (a resize, augmentation), taking examples of
     `in_shape`. `prepare` draws from its own key, folded from the step's, so a model's dropout
     draws the same with and without it."""
 
     def apply(params, model_state, x, *, train=False, key=None):
-        x = prepare(x, None if key is None else jax.random.fold_in(key, 0x1A6), train)
+        x = prepare(x, pipeline_key(key), train)
         return model.apply(params, model_state, x, train=train, key=key)
 
     return Model(model.init, apply, tuple(in_shape), model.step_on)

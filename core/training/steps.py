@@ -16,6 +16,7 @@ import optax
 
 from ..nn.combinators import reset_carries
 from ..nn.losses import Loss, Metric
+from ..nn.models import pipeline_key
 from ..nn.params import l2_of_weights
 from .devices import Devices, shard_batch
 from .state import Arrays, TrainState, take
@@ -58,7 +59,7 @@ def make_train_step(
     def train_step(state: TrainState, batch: Arrays, key: jax.Array):
         batch = shard_batch(batch, devices)
         if getattr(model, "prepare", None) is not None:  # targets that move with their images, drawn as `with_input` draws
-            x, y = model.prepare(batch.x, batch.y, jax.random.fold_in(key, 0x1A6), True)
+            x, y = model.prepare(batch.x, batch.y, pipeline_key(key), True)
             batch = batch._replace(x=x, y=y)
         model_state = state.model_state
         if reset_every:
