@@ -75,7 +75,7 @@ def test_show_config_prints_the_resolved_config():
         ("model: {hiden: [3]}\n", [], ["model.hiden: unknown key; did you mean 'model.hidden'?"]),
         ("model: {name: mamba}\n", [], ["unknown model 'mamba'", "linear_regression", "softmax_regression", "mlp"]),
         ("data: {name: cifar}\n", [], ["unknown data 'cifar'", "synthetic_regression", "fashion_mnist"]),
-        ("loss: {name: hinge}\n", [], ["loss.name", "squared_error", "cross_entropy"]),
+        ("loss: {name: focal}\n", [], ["loss.name", "squared_error", "cross_entropy"]),
         ("optimizer: {name: lion}\n", [], ["optimizer.name", "'sgd'", "'adam'"]),
         ("optimizer: {lr: fast}\n", [], ["optimizer.lr: expected a number", "found 'fast'"]),
         ("optimizer: {lr: -1}\n", [], ["optimizer.lr: expected a number above 0", "found -1"]),

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal, Union
 from pydantic import Field, model_validator
 
 from .models import Section
+from .recsys import RECSYS_DATA
 
 # ---------------------------------------------------------------------------- data
 
@@ -220,7 +221,7 @@ class GaussianGANData(Section):
     data's)."""
 
     task: ClassVar[str] = "adversarial"  # `core.config.metrics`
-    reports: ClassVar[tuple[str, ...]] = ()
+    reports: ClassVar[tuple[str, ...]] = ("ln2_gap",)  # how far the losses end from ln 2 (`core.training.inference`)
     splits: ClassVar[tuple[str, ...]] = ("train",)
     name: Literal["gan_gaussian"] = "gan_gaussian"
     num_train: int = Field(1000, gt=0)
@@ -229,8 +230,34 @@ class GaussianGANData(Section):
     batch_size: int = Field(8, gt=0)
 
 
+class GANImagesData(Section):
+    """Images for a GAN (D2L 17.2), scaled to [-1, 1] as the generator's tanh makes them:
+    Fashion-MNIST's training images, or every image under the folder `dir` (the book's Pokemon
+    sprites: unzip d2l's pokemon.zip there), resized to `size` x `size` (bilinear) on load. A
+    file that is not an image is named and left out. No labels and no validation split."""
+
+    task: ClassVar[str] = "adversarial"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ("ln2_gap",)
+    splits: ClassVar[tuple[str, ...]] = ("train",)
+    name: Literal["gan_images"] = "gan_images"
+    source: Literal["fashion_mnist", "folder"] = "fashion_mnist"
+    dir: str | None = Field(None, description="folder: the images (any sub-folders); fashion_mnist: its IDX files")
+    size: int = Field(32, gt=0, description="side of the square images (the book's 64)")
+    channels: Literal[1, 3] = Field(1, description="1: grey, 3: RGB (a folder's images are converted)")
+    num_train: int | None = Field(None, gt=0, description="use the first N images")
+    batch_size: int = Field(256, gt=0)
+
+    @model_validator(mode="after")
+    def _source(self) -> GANImagesData:
+        if self.source == "folder" and not self.dir:
+            raise ValueError("source: folder needs dir, the folder of images")
+        if self.source == "fashion_mnist" and self.channels != 1:
+            raise ValueError("channels: Fashion-MNIST's images are grey (1)")
+        return self
+
+
 DataConfig = Annotated[
     Union[SyntheticRegressionData, PolynomialData, SineData, FashionMNISTData, CSVData, AirfoilData, TimeMachineData,
-          FraEngData, GaussianGANData],
+          FraEngData, GaussianGANData, GANImagesData, *RECSYS_DATA],
     Field(discriminator="name"),
 ]

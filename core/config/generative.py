@@ -23,3 +23,24 @@ class GANModel(Section):
     activation: Literal["relu", "sigmoid", "tanh"] = "tanh"
     init: Init = "normal"
     init_scale: float = Field(0.02, ge=0)
+
+
+class DCGANModel(Section):
+    """A deep convolutional GAN (D2L 17.2): the generator's transposed convolutions grow noise,
+    a 1x1 image, to the data's images (H x W x C, H == W a power of two >= 16: the book's 64 x 64
+    x 3, or one or two blocks fewer at 32 or 16); the discriminator's convolutions mirror it down
+    to one logit. The defaults are the book's; train with Adam, lr 0.005, b1 0.5 for both parts
+    (`optimizers.discriminator`, `optimizers.generator`)."""
+
+    name: Literal["dcgan"] = "dcgan"
+    latent_dim: int = Field(100, gt=0, description="the noise's dimension")
+    generator_channels: int = Field(64, gt=0, description="n_G: the generator's last block's channels, doubled toward its first")
+    discriminator_channels: int = Field(64, gt=0, description="n_D: the discriminator's first block's channels, doubled by each")
+    init: Init = "normal"
+    init_scale: float = Field(0.02, ge=0, description="stddev of the 'normal' initialisation")
+    conv_impl: Literal["auto", "xla", "cpu"] = Field(
+        "auto", description="the discriminator's convolution formulation (core/nn/conv.py); auto: the fastest measured for "
+                            "the backend")
+    batch_norm_init: Literal["normal", "ones"] = Field(
+        "normal", description="batch norm's scale and shift: from N(0, init_scale^2) as the book's PyTorch code draws every "
+                              "parameter, or 1 and 0 (its MXNet code, and PyTorch's own default)")

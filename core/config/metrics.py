@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-CLASSIFYING_LOSSES = frozenset({"cross_entropy", "masked_cross_entropy"})  # their outputs are class logits
+CLASSIFYING_LOSSES = frozenset({"cross_entropy", "masked_cross_entropy", "binary_cross_entropy"})  # outputs are logits
 SPLITS = ("train", "val")
 
 
@@ -22,27 +22,33 @@ def classifies(loss_name: str) -> bool:
 
 
 def task(cfg: Any) -> str:
-    """`language_model`, `translation`, `adversarial` (a GAN's examples) or `supervised`: what
-    the data section's examples are for."""
+    """`language_model`, `translation`, `adversarial` (a GAN's examples), `rating` (explicit
+    ratings, D2L 16.3), `ranking` (implicit feedback, D2L 16.5) or `supervised`: what the data
+    section's examples are for."""
     return type(cfg.data).task
 
 
-def split_metrics(cfg: Any) -> tuple[str, ...]:
-    """The metrics each split reports, in metrics.csv's order (`val/loss`, `val/acc`, ...)."""
+def split_metrics(cfg: Any, split: str = "val") -> tuple[str, ...]:
+    """The metrics `split` reports, in metrics.csv's order (`val/loss`, `val/acc`, ...). The
+    training split reports what the training step measures; the others what evaluation does."""
     if task(cfg) == "adversarial":  # the discriminator's and the generator's losses (D2L 17.1)
         return ("loss_D", "loss_G")
+    if task(cfg) == "ranking":  # evaluation ranks every unseen item: no loss (D2L 16.5)
+        return ("loss",) if split == "train" else ("hit_rate", "auc")
     names = ["loss"]
     if classifies(cfg.loss.name):
         names.append("acc")
     if task(cfg) == "language_model":
         names.append("ppl")  # exp of the mean cross-entropy per token (D2L 9.3.2)
+    if task(cfg) == "rating" and split != "train":
+        names.append("rmse")  # over the held-out ratings (D2L 16.3)
     return tuple(names)
 
 
 def reported(cfg: Any) -> set[str]:
     """The summary.json keys a run of the training loop reports for `cfg`."""
     splits = getattr(type(cfg.data), "splits", SPLITS)
-    return {f"{s}/{m}" for s in splits for m in split_metrics(cfg)} | {"w_norm", *type(cfg.data).reports}
+    return {f"{s}/{m}" for s in splits for m in split_metrics(cfg, s)} | {"w_norm", *type(cfg.data).reports}
 
 
 def target(cfg: Any) -> tuple[str, str]:
@@ -51,14 +57,17 @@ def target(cfg: Any) -> tuple[str, str]:
     and regression, accuracy for the other classifiers."""
     if task(cfg) == "adversarial":  # no split says which GAN is best; the generator's loss is a convention
         return "train/loss_G", "min"
+    if task(cfg) in ("rating", "ranking"):
+        metric = "val/rmse" if task(cfg) == "rating" else "val/hit_rate"
+        return metric, mode(metric)
     metric = ("val/ppl" if task(cfg) == "language_model" else
               "val/loss" if task(cfg) == "translation" or not classifies(cfg.loss.name) else "val/acc")
     return metric, mode(metric)
 
 
 def mode(metric: str) -> str:
-    """"max" for accuracies, "min" for losses, errors and perplexities."""
-    return "max" if metric.endswith("acc") else "min"
+    """"max" for accuracies, hit rates and AUCs, "min" for losses, errors and perplexities."""
+    return "max" if metric.endswith(("acc", "hit_rate", "auc")) else "min"
 
 
 def result_of(summary: dict[str, Any], cfg: Any | None) -> str | None:

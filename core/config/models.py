@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from .generative import GANModel
+from .generative import DCGANModel, GANModel
+from .recsys import RECSYS_MODELS
 from .section import Init, Section
 
 # Model keys whose values live in the training state, not the program: a dropout layer keeps its
@@ -285,6 +286,6 @@ class ViTModel(Section):
 ModelConfig = Annotated[
     Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel, BNLeNetModel, AlexNetModel, VGGModel,
           NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel, BahdanauModel, TransformerModel,
-          ViTModel, GANModel],
+          ViTModel, GANModel, DCGANModel, *RECSYS_MODELS],
     Field(discriminator="name"),
 ]

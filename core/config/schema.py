@@ -23,9 +23,13 @@ from .models import MLPModel, ModelConfig, Section
 class LossConfig(Section):
     """squared_error is the book's 1/2 (y_hat - y)^2; mse is nn.MSELoss; cross_entropy takes logits
     (of sequences too: the mean over steps); masked_cross_entropy sums over each target's valid
-    tokens and averages over tokens (D2L 10.7.3)."""
+    tokens and averages over tokens (D2L 10.7.3); binary_cross_entropy takes one logit per
+    example (a click, D2L 16.9); masked_squared_error is 1/2 (y_hat - y)^2 over the targets that
+    are not 0 (the observed ratings of an AutoRec row, D2L 16.4), averaged over them; bpr and
+    hinge rank a positive item above a sampled negative one (D2L 16.5)."""
 
-    name: Literal["squared_error", "mse", "cross_entropy", "masked_cross_entropy"] = "cross_entropy"  # classifying: `metrics`
+    name: Literal["squared_error", "mse", "cross_entropy", "masked_cross_entropy", "binary_cross_entropy",
+                  "masked_squared_error", "bpr", "hinge"] = "cross_entropy"  # classifying: `metrics`
     l2_penalty: float = Field(0.0, ge=0, description="lambda: adds lambda/2 ||w||^2 of the weights (D2L 4.5)")
 
 

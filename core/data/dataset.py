@@ -32,6 +32,8 @@ class Dataset(NamedTuple):
     w_train: np.ndarray | None = None  # per-example weights of the training loss (D2L 4.9.5), None: all 1
     sampling: Sampling = Sampling()  # how an epoch walks through the training examples (`core.data.sampling`)
     source_vocab: int | None = None  # a translation's source vocabulary size (its inputs are token ids)
+    id_counts: dict[str, int] | None = None  # how many ids each named input of ids has (users, items; "x": one array)
+    negatives: np.ndarray | None = None  # (users, items) bool: what a sampled negative item avoids (D2L 16.5)
 
     @property
     def input_shape(self) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
@@ -53,4 +55,4 @@ class Dataset(NamedTuple):
         as stored)."""
         shape = input_shape if input_shape is not None else self.input_shape
         shape = dict(shape) if isinstance(shape, dict) else tuple(shape)
-        return BatchSpec(shape, self.output_dim, self.num_classes, self.source_vocab, carry_batch)
+        return BatchSpec(shape, self.output_dim, self.num_classes, self.source_vocab, carry_batch, self.id_counts)

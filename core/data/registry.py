@@ -7,6 +7,8 @@ from typing import Any, Callable, NamedTuple
 from .airfoil import airfoil
 from .dataset import Dataset
 from .fashion_mnist import fashion_mnist
+from .gan_images import gan_images
+from .recommend import ctr, movielens, movielens_ranking
 from .synthetic import gan_gaussian, polynomial, sine, synthetic_regression
 from .tabular import csv_dataset
 from .text import time_machine
@@ -31,6 +33,10 @@ DATASETS: dict[str, DataSource] = {
     "time_machine": DataSource(time_machine, seeded=False),
     "fra_eng": DataSource(fra_eng, seeded=False),
     "gan_gaussian": DataSource(gan_gaussian, seeded=True),
+    "gan_images": DataSource(gan_images, seeded=False),
+    "movielens": DataSource(movielens, seeded=True),  # a random split, or generated ratings
+    "movielens_ranking": DataSource(movielens_ranking, seeded=True),
+    "ctr": DataSource(ctr, seeded=True),  # a generated file is drawn with the seed
 }
 
 

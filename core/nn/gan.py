@@ -78,6 +78,22 @@ def gan_mlp(cfg, spec: BatchSpec) -> GAN:
     return GAN(init, apply, cfg.latent_dim, (Update("discriminator", loss_d), Update("generator", loss_g)))
 
 
+SNAPSHOT_SEED = 17  # the noise every epoch's samples are generated from: the same points, epoch after epoch
+
+
+def gan_snapshot(gan: GAN, vectors: int = 100, images: int = 16) -> Callable:
+    """`snapshot(params, model_state)`: what the generator makes of one fixed draw of noise, in
+    evaluation mode: `vectors` points of low-dimensional data (D2L 17.1's scatter), `images`
+    images (17.2's grid)."""
+
+    def snapshot(params, model_state):
+        z = jax.random.normal(jax.random.PRNGKey(SNAPSHOT_SEED), (vectors, gan.latent_dim))
+        out = gan.apply(params, model_state, z)[0]
+        return out[:images] if out.ndim > 2 else out
+
+    return snapshot
+
+
 def sample(model, params: Any, model_state: Any, key: jax.Array, n: int, latent_dim: int) -> jax.Array:
     """`n` generated examples."""
     return model.apply(params, model_state, jax.random.normal(key, (n, latent_dim)))[0]

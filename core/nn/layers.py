@@ -102,6 +102,42 @@ def conv2d(
     return stateless("conv", init, apply)
 
 
+def conv2d_transpose(
+    out_channels: int,
+    kernel: C.Pair,
+    stride: C.Pair = 1,
+    padding: C.Pair = 0,
+    w_init: Initializer = xavier_init(),
+    b_init: Initializer = zeros_init(),
+    use_bias: bool = True,
+) -> Layer:
+    """Transposed convolution, NHWC, as PyTorch's `nn.ConvTranspose2d` (D2L 14.10):
+    (batch, H, W, C_in) -> (batch, H', W', out_channels), H' = (H - 1) stride - 2 padding + kernel.
+    Each input pixel adds the kernel times its value into the output, the kernels placed `stride`
+    apart; then `padding` rows and columns are cropped from each side.
+
+    w: (kh, kw, C_in, out_channels), PyTorch's (C_in, C_out, kh, kw) transposed by (2, 3, 0, 1).
+    Computed as one `lax.conv_general_dilated`: the input dilated by the stride (`lhs_dilation`),
+    padded by kernel - 1 - padding on each side (negative: cropped), cross-correlated with the
+    kernel flipped in height and width."""
+    (kh, kw), (sh, sw), (ph, pw) = C.pair(kernel), C.pair(stride), C.pair(padding)
+
+    def init(key, in_shape):
+        h, w, c_in = in_shape
+        params = {"w": w_init(key, (kh, kw, c_in, out_channels), jnp.float32)}
+        if use_bias:
+            params["b"] = b_init(jax.random.fold_in(key, 1), (out_channels,), jnp.float32)  # w keeps `key`
+        return ((h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw, out_channels), params
+
+    def apply(params, x):
+        y = jax.lax.conv_general_dilated(
+            x, jnp.flip(params["w"], (0, 1)), (1, 1), [(kh - 1 - ph, kh - 1 - ph), (kw - 1 - pw, kw - 1 - pw)],
+            lhs_dilation=(sh, sw), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + params["b"] if use_bias else y
+
+    return stateless("convT", init, apply)
+
+
 def pool2d(kind: C.PoolKind, window: C.Pair = 2, stride: C.Pair | None = None, padding: C.Pair = 0) -> Layer:
     """Average or max pooling, NHWC (D2L 7.5); stride defaults to the window."""
 
@@ -151,6 +187,12 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 def activation(name: str) -> Layer:
     return elementwise(name, ACTIVATIONS[name])
+
+
+def leaky_relu(negative_slope: float = 0.2) -> Layer:
+    """x where x > 0, else negative_slope * x: the DCGAN discriminator's activation, at the
+    book's nn.LeakyReLU(0.2) by default (D2L 17.2). Not in ACTIVATIONS, the names a config picks."""
+    return elementwise("leaky_relu", lambda x: jax.nn.leaky_relu(x, negative_slope))
 
 
 def dropout(drop_rate: float) -> Layer:

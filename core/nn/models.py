@@ -1,25 +1,25 @@
 """Models by name, built from a model config and the data's shapes.
 
-A `Model` is `init(key) -> (params, model_state)` and
+A `Model` (`core.nn.model`) is `init(key) -> (params, model_state)` and
 `apply(params, model_state, x, *, train, key) -> (outputs, model_state)`: the network's layer
-with its input shape fixed. `model_state` holds what the optimizer does not train (batch-norm
-statistics, dropout rates). `step_on` names the backends where training it one jitted step per batch measured faster than
+with its input shape fixed. `step_on` names the backends where training it one jitted step per batch measured faster than
 a whole epoch as one `lax.scan` (`core.training.setup.choose_loop`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
-
-import jax
+from typing import Any, Callable
 
 from ..data.spec import BatchSpec
 from . import layers as L
 from .cnn import CNNS
 from .combinators import serial
 from .conv import default_conv_impl
-from .gan import gan_mlp
+from .dcgan import dcgan
+from .gan import gan_mlp, gan_snapshot
 from .init import WEIGHT_INITS
+from .model import Model, from_layer, pipeline_key, with_input, with_targets  # noqa: F401 - the model's names, here too
+from .recsys import RECOMMENDERS
 from .rnn import rnn_lm
 from .seq2seq import as_layer, bahdanau, seq2seq
 from .transformer import transformer
@@ -29,56 +29,7 @@ from .vit import vit
 ENCODER_DECODERS = {"seq2seq": seq2seq, "bahdanau": bahdanau, "transformer": transformer}
 
 
-class Model(NamedTuple):
-    init: Callable[..., tuple[Any, Any]]
-    apply: Callable[..., tuple[Any, Any]]
-    in_shape: tuple[int, ...]
-    step_on: frozenset[str] = frozenset()
-    net: L.Layer | None = None  # the layer `init` and `apply` run (for summaries); None if built otherwise
-    translator: Any = None  # an encoder-decoder's functions for decoding (`core.nn.seq2seq.EncoderDecoder`)
-    updates: tuple = ()  # a model of several parts: what each update trains (`core.nn.objective`); () for one
-    prepare: Callable | None = None  # (x, y, key, train) -> (x, y): a pipeline that moves targets with inputs
-
-
 Builder = Callable[[Any, BatchSpec], Model]
-
-
-def from_layer(net: L.Layer, in_shape: tuple[int, ...], step_on: frozenset[str] = frozenset()) -> Model:
-    """A layer with its input shape fixed."""
-
-    def init(key):
-        _, params, state = net.init(key, in_shape)
-        return params, state
-
-    def apply(params, model_state, x, *, train=False, key=None):
-        return net.apply(params, model_state, x, train=train, key=key)
-
-    return Model(init, apply, in_shape, step_on, net)
-
-
-def pipeline_key(key):
-    """The key an input pipeline draws from: folded from the step's, so that a model's dropout
-    draws the same with and without the pipeline."""
-    return None if key is None else jax.random.fold_in(key, 0x1A6)
-
-
-def with_input(model: Model, prepare: Callable, in_shape: tuple[int, ...]) -> Model:
-    """`model` behind `prepare(x, key, train) -> x` (a resize, augmentation), taking examples of
-    `in_shape`. `prepare` draws from its own key, folded from the step's, so a model's dropout
-    draws the same with and without it."""
-
-    def apply(params, model_state, x, *, train=False, key=None):
-        x = prepare(x, pipeline_key(key), train)
-        return model.apply(params, model_state, x, train=train, key=key)
-
-    return Model(model.init, apply, tuple(in_shape), model.step_on)
-
-
-def with_targets(model: Model, prepare_pair: Callable, in_shape) -> Model:
-    """`model` behind `prepare_pair(x, targets, key, train) -> (x, targets)`, a pipeline that
-    moves boxes and masks with their images (`core.data.pipeline.Pipeline.apply_pair`). The
-    training step and evaluation call it before the model and the loss (`Model.prepare`)."""
-    return model._replace(prepare=prepare_pair, in_shape=in_shape)
 
 
 def linear_regression(cfg, spec: BatchSpec) -> Model:
@@ -174,8 +125,8 @@ def encoder_decoder(name: str) -> Builder:
 
 def gan_model(gan) -> Model:
     """A GAN (`core.nn.gan`) as a model: `apply` generates from noise; its two parts train in
-    turn (`updates`)."""
-    return Model(gan.init, gan.apply, (gan.latent_dim,), updates=gan.updates)
+    turn (`updates`); each epoch's `snapshot` is what it generates from one fixed draw of noise."""
+    return Model(gan.init, gan.apply, (gan.latent_dim,), updates=gan.updates, snapshot=gan_snapshot(gan))
 
 
 # name -> build(model config, batch spec): every model is built the same way
@@ -189,16 +140,22 @@ MODELS: dict[str, Builder] = {
     "rnn_lm": sequence_model(rnn_lm),
     **{name: encoder_decoder(name) for name in ENCODER_DECODERS},
     "gan": lambda cfg, spec: gan_model(gan_mlp(cfg, spec)),
+    "dcgan": lambda cfg, spec: gan_model(dcgan(cfg, spec)),
+    **RECOMMENDERS,
 }
+
+
+# the models whose inputs are named arrays: encoder-decoders and the recommenders of (user, item) ids
+NAMED_INPUTS = frozenset(ENCODER_DECODERS) | {"mf", "neumf", "caser"}
 
 
 def build_model(cfg, spec: BatchSpec) -> Model:
     """The model `cfg` (a model config) names, for batches as `spec` describes them.
 
     Raises:
-        ValueError: a model of one input on named inputs (a translation's).
+        ValueError: a model of one input on named inputs (a translation's, a recommender's).
     """
-    if isinstance(spec.input_shape, dict) and cfg.name not in ENCODER_DECODERS:
+    if isinstance(spec.input_shape, dict) and cfg.name not in NAMED_INPUTS:
         raise ValueError(f"model.name: {cfg.name} takes one input; the data's examples are named inputs "
-                         f"({', '.join(spec.input_shape)}): use an encoder-decoder ({', '.join(ENCODER_DECODERS)})")
+                         f"({', '.join(spec.input_shape)}): use a model that reads them ({', '.join(sorted(NAMED_INPUTS))})")
     return MODELS[cfg.name](cfg, spec)

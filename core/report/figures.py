@@ -26,6 +26,8 @@ class Pictures(NamedTuple):
     rows: Sequence[dict[str, Any]] = ()  # metrics.csv's rows: curves.png
     schedule: Schedule | None = None  # schedule.png
     attention: Sequence[Sequence[tuple]] = ()  # attention.png: rows of (title, weights, queries, keys) panels
+    samples: Sequence[tuple[int, Any]] = ()  # samples.png: (epoch, what a generator made of fixed noise) per epoch
+    real: Any = None  # beside 2-d samples: real examples, for the scatter
 
 
 class Figures(Protocol):
@@ -37,7 +39,7 @@ class Figures(Protocol):
 
 
 class RunFigures:
-    """curves.png, schedule.png and attention.png in the run directory."""
+    """curves.png, schedule.png, attention.png and samples.png in the run directory."""
 
     def __init__(self) -> None:
         self._loading: threading.Thread | None = None
@@ -61,3 +63,5 @@ class RunFigures:
             plots.plot_schedule(run_dir / "schedule.png", s.lrs, s.steps_per_epoch, title=f"{title}: {s.name} schedule")
         if pictures.attention:
             plots.plot_heatmaps(run_dir / "attention.png", pictures.attention, f"{title}: attention weights")
+        if pictures.samples:
+            plots.plot_samples(run_dir / "samples.png", pictures.samples, pictures.real, f"{title}: generated, by epoch")

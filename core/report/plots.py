@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..disk import write_atomic
 
 
@@ -134,6 +136,45 @@ def plot_heatmaps(path: str | Path, rows: Sequence[Sequence[tuple[str, Any, Sequ
             ax.set_title(name, fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    write_figure(path, fig)
+
+
+def chosen_epochs(samples: Sequence[tuple[int, Any]], most: int = 8) -> list[tuple[int, Any]]:
+    """At most `most` of the epochs' samples, evenly spaced, the first and the last always in."""
+    if len(samples) <= most:
+        return list(samples)
+    picks = sorted({round(i * (len(samples) - 1) / (most - 1)) for i in range(most)})
+    return [samples[i] for i in picks]
+
+
+def plot_samples(path: str | Path, samples: Sequence[tuple[int, Any]], real=None, title: str = "") -> None:
+    """What a generator made of the same noise after each epoch: for 2-d data a scatter per epoch
+    over the real examples (D2L 17.1's picture), for images a row of them per epoch (17.2's grid,
+    from tanh's [-1, 1])."""
+    from matplotlib.figure import Figure
+
+    shown = chosen_epochs(samples)
+    if shown[0][1].ndim == 2:
+        fig = Figure(figsize=(2.4 * len(shown), 2.6 + (0.4 if title else 0)), layout="constrained")
+        for ax, (epoch, points) in zip(fig.subplots(1, len(shown), squeeze=False).flat, shown):
+            if real is not None:
+                ax.scatter(real[:, 0], real[:, 1], s=4, c="tab:blue", label="real")
+            ax.scatter(points[:, 0], points[:, 1], s=4, c="tab:orange", label="generated")
+            ax.set_title(f"epoch {epoch}", fontsize=8)
+            ax.tick_params(labelsize=6)
+        fig.axes[0].legend(fontsize=6)
+    else:
+        cols = min(8, len(shown[0][1]))
+        fig = Figure(figsize=(1.1 * cols + 0.8, 1.1 * len(shown) + (0.4 if title else 0)), layout="constrained")
+        axes = fig.subplots(len(shown), cols, squeeze=False)
+        for row, (epoch, images) in zip(axes, shown):
+            for j, ax in enumerate(row):
+                ax.set_xticks([]), ax.set_yticks([])
+                image = np.clip((np.asarray(images[j], np.float32) + 1) / 2, 0, 1)
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            row[0].set_ylabel(f"epoch {epoch}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     write_figure(path, fig)

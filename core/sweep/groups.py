@@ -33,6 +33,8 @@ def group_key(cfg: Config) -> str:
     """Configs with equal keys can be trained as one vectorised group."""
     flat = flatten(cfg.model_dump(mode="json"))
     for key, structure in STATE_KEYS.items():
+        if key == "seed" and getattr(type(cfg.data), "program_depends_on_seed", False):
+            continue  # the step closes over what the seed draws (a ranking's training interactions)
         if key in flat:
             flat[key] = structure(flat[key])
     return json.dumps(flat, sort_keys=True, default=str)

@@ -4,9 +4,10 @@ translates, `core.training.translate`)."""
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -70,14 +71,18 @@ def language_model_sample(setup: Setup, state: TrainState, data: Dataset) -> dic
 
 
 def model_kind(setup: Setup, data: Dataset) -> str:
-    """`language_model`, `translation`, `classifier` or `regression`: what `dlrun predict` can do with it."""
+    """`language_model`, `translation`, `adversarial`, `rating`, `ranking`, `click_through`,
+    `classifier` or `regression`: what `dlrun predict` can do with it."""
     task = metrics.task(setup.cfg)
     if task != "supervised":
         return task
+    if setup.cfg.data.name == "ctr":
+        return "click_through"
     return "classifier" if setup.loss.classify else "regression"
 
 
-def after_training(setup: Setup, state: TrainState, data: Dataset, pictures: bool = False) -> tuple[dict[str, Any], list]:
+def after_training(setup: Setup, state: TrainState, data: Dataset, pictures: bool = False,
+                   rows: Sequence[dict[str, Any]] = ()) -> tuple[dict[str, Any], list]:
     """What summary.json adds for a model that generates, and (with `pictures`) the attention
     panels it has to show: a language model's continuation of the configured prefix; a
     translation model's translations and held-out BLEU, and for a model with attention its
@@ -86,13 +91,38 @@ def after_training(setup: Setup, state: TrainState, data: Dataset, pictures: boo
     if kind == "language_model":
         return {"sample": language_model_sample(setup, state, data)}, []
     if kind == "adversarial":
-        return {"generated": generated_statistics(setup, state, data)}, []
+        report = {"ln2_gap": ln2_gap(rows[-1])} if rows else {}
+        if data.x_train.ndim == 2:
+            report["generated"] = generated_statistics(setup, state, data)
+        return report, []
+    if setup.cfg.data.name in ("movielens", "movielens_ranking", "ctr"):
+        return recommender_report(setup, state, data), []
     if kind == "translation":
         cfg = setup.cfg.data
         translator = setup.model.translator
         panels = attention_panels(translator, state.params, data.meta, list(cfg.sentences)) if pictures and cfg.sentences else []
         return translation_report(translator, state.params, data.meta, cfg.sentences, cfg.beam_size), panels
     return {}, []
+
+
+def recommender_report(setup: Setup, state: TrainState, data: Dataset) -> dict[str, Any]:
+    """What a recommender's summary adds: the exact AUC of a click model over the held-out lines
+    (not a mean over batches, so not an epoch metric), and what is known of generated data (the
+    ratings' noise floor, the best achievable log-loss and AUC of a generated click file)."""
+    from ..data.ctr import auc
+
+    report = {k: data.meta[k] for k in ("noise_floor", "val/loss_best", "val/auc_best") if k in data.meta}
+    if setup.cfg.data.name == "ctr":
+        logits = predict(setup.model, state.params, state.model_state, data.x_val)
+        report["val/auc"] = auc(logits, np.asarray(data.y_val))
+    return report
+
+
+def ln2_gap(row: dict[str, Any]) -> float:
+    """How far the last epoch's losses end from ln 2 = 0.6931, the value of both at the GAN's
+    equilibrium, where the discriminator can no longer tell real from generated (D2L 17.1):
+    the larger of |loss_D - ln 2| and |loss_G - ln 2|."""
+    return max(abs(row["train/loss_D"] - math.log(2)), abs(row["train/loss_G"] - math.log(2)))
 
 
 def generated_statistics(setup: Setup, state: TrainState, data: Dataset, n: int = 1000) -> dict[str, Any]:
@@ -108,8 +138,8 @@ def generated_statistics(setup: Setup, state: TrainState, data: Dataset, n: int 
 
 
 @partial(jax.jit, static_argnums=0)
-def _apply_batches(model, params, model_state, batches):
-    return jax.lax.map(lambda xb: model.apply(params, model_state, xb, train=False)[0], batches)
+def _apply_batches(apply, params, model_state, batches):
+    return jax.lax.map(lambda xb: apply(params, model_state, xb, train=False)[0], batches)
 
 
 def predict(model, params: Any, model_state: Any, x: Any, batch_size: int = 1024) -> np.ndarray:
@@ -118,7 +148,7 @@ def predict(model, params: Any, model_state: Any, x: Any, batch_size: int = 1024
     batches so that every size compiles once per batch shape; a host array of one row per example."""
     n = num_examples(x)
     batches, _ = pad_for_eval(Arrays(jax.tree_util.tree_map(np.asarray, x), np.zeros(n, np.float32)), min(batch_size, n))
-    out = np.asarray(_apply_batches(model, params, model_state, batches.x))
+    out = np.asarray(_apply_batches(model.apply, params, model_state, batches.x))
     return out.reshape(-1, *out.shape[2:])[:n]
 
 
@@ -136,3 +166,38 @@ def predict_images(run: LoadedRun, count: int) -> ImagePredictions:
     names = run.data.label_names or tuple(str(i) for i in range(run.data.num_classes or 0))
     return ImagePredictions(x, [names[int(i)] for i in y], [names[int(i)] for i in predicted],
                             float(np.mean(predicted == np.asarray(y))))
+
+
+def recommend(run: LoadedRun, user: int, top: int) -> list[tuple[int, float]]:
+    """The `top` items a recommender scores highest for `user`, among those the user has no
+    training interaction with: (item, score) pairs, best first. Users and items are numbered
+    as in the data file (from 1: ml-100k's u.data); a score is a predicted rating (16.3, 16.4)
+    or a ranking score (16.6, 16.7).
+
+    Raises:
+        ConfigError: a user the data does not have.
+    """
+    data, cfg = run.data, run.cfg.data
+    num_users, num_items = data.meta["num_users"], data.meta["num_items"]
+    if not 1 <= user <= num_users:
+        raise ConfigError(f"--user {user}: the run's users are numbered 1-{num_users}")
+    u = user - 1
+    model, params, model_state = run.setup.model, run.state.params, run.state.model_state
+    if cfg.name == "movielens" and cfg.form == "item_vectors":  # AutoRec: each item's column, reconstructed
+        scores = predict(model, params, model_state, data.x_train)[:, u]
+        seen = np.asarray(data.x_train)[:, u] != 0
+    elif cfg.name == "movielens":
+        scores = predict(model, params, model_state, {"user": np.full(num_items, u, np.int32), "item": np.arange(num_items, dtype=np.int32)})
+        seen = np.zeros(num_items, bool)
+        seen[data.x_train["item"][data.x_train["user"] == u]] = True
+    else:
+        x = {"user": np.array([u], np.int32)}
+        if "seq" in data.x_val:  # the user's last training items (Caser)
+            rows = np.flatnonzero(data.x_val["user"] == u)
+            if not len(rows):
+                raise ConfigError(f"--user {user}: the user has no held-out interaction, so no sequence to continue")
+            x["seq"] = data.x_val["seq"][rows[:1]]
+        scores, seen = predict(model, params, model_state, x)[0], data.negatives[u]
+    scores = np.where(seen, -np.inf, np.asarray(scores, np.float64))
+    best = np.argsort(-scores, kind="stable")[:top]
+    return [(int(i) + 1, float(scores[i])) for i in best if np.isfinite(scores[i])]

@@ -153,13 +153,15 @@ def close_trial(trial: Trial, setup: Setup, data: Dataset, figures: Figures | No
     """A trained trial's last files, the same for a run alone and a trial of a group: what its
     model family adds after training, its schedule and attention pictures, summary.json."""
     cfg = trial.cfg
-    extra, attention = after_training(setup, trial.state, data, pictures=figures is not None)
+    extra, attention = after_training(setup, trial.state, data, pictures=figures is not None, rows=trial.rows)
     if figures is not None:
         schedule = None
         if cfg.optimizer.schedule.name != "constant":
             schedule = Schedule(learning_rates(cfg, setup.steps_per_epoch), setup.steps_per_epoch, cfg.optimizer.schedule.name)
-        if schedule is not None or attention:
-            figures.draw(trial.run_dir, cfg.name, Pictures(schedule=schedule, attention=attention))
+        samples = trial.snapshots()  # a generator's, after each epoch
+        real = data.x_train[:100] if samples and samples[0][1].ndim == 2 else None
+        if schedule is not None or attention or samples:
+            figures.draw(trial.run_dir, cfg.name, Pictures(schedule=schedule, attention=attention, samples=samples, real=real))
     save_params(trial.run_dir, trial.state)  # by name, for a run that starts from this one (init_from)
     summary = make_summary(trial.rows, trial.state.params, data, **timings, **extra)
     disk.write_json(trial.run_dir / "summary.json", summary)

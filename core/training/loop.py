@@ -85,6 +85,7 @@ def run_epochs(
             raise TrainingInterrupted(f"stopped in epoch {epoch} after batch {done}; checkpoint written")
         seconds = time.perf_counter() - t_epoch
         evaluated = program.evaluate(state)
+        shots = program.snapshot(state) if program.snapshot is not None else None
         every = trials[0].cfg.trainer.checkpoint_every
         due = bool(every and epoch % every == 0) or epoch == last_epoch or stop.requested
         host = program.host_states(state) if due or failed else None
@@ -99,6 +100,8 @@ def run_epochs(
                 continue
             examples = epoch * program.steps_per_epoch * trial.cfg.data.batch_size
             trial.rows.append(epoch_row(epoch, batch_metrics[i], evaluated[i], seconds, examples))
+            if shots is not None:
+                trial.keep_snapshot(epoch, shots[i])
             trial.tracking.epoch(trial.rows[-1], batch_metrics[i], program.steps_per_epoch)
             trial.position = checkpoint.Position(epoch, 0)
             if due:

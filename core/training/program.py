@@ -34,6 +34,7 @@ class Program(NamedTuple):
     steps_per_epoch: int
     compile_seconds: float
     label: str  # how it trains, for summary.json: scan, step, vectorised, shared-program
+    snapshot: Callable[[Any], list[np.ndarray]] | None = None  # per trial, what its model shows each epoch (`Model.snapshot`)
 
 
 def evaluate_splits(eval_fn, params, model_state, splits) -> dict[str, Any]:
@@ -95,4 +96,13 @@ def single_program(setup: Setup, state: TrainState, keys: dict[str, jax.Array], 
         steps_per_epoch=setup.steps_per_epoch,
         compile_seconds=compile_seconds,
         label=setup.loop,
+        snapshot=snapshot_fn(setup),
     )
+
+
+def snapshot_fn(setup: Setup) -> Callable[[Any], list[np.ndarray]] | None:
+    """The model's snapshot of the state, on the host (one transfer per epoch), for a model with one."""
+    if setup.model.snapshot is None:
+        return None
+    shoot = jax.jit(lambda state: setup.model.snapshot(state.params, state.model_state))
+    return lambda state: [np.asarray(jax.device_get(shoot(state)))]

@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from ..nn.losses import LOSSES, Loss, Metric, default_metrics
 from ..nn.models import Model, build_model, with_input, with_targets
 from ..nn.params import path_name
+from ..nn.recsys import with_negatives
 from ..nn.summary import Row, summarize
 from .devices import Devices, resolve
 from .optimizers import build_optimizer, unmatched_groups
@@ -70,6 +71,8 @@ def model_for(cfg: Config, data: Dataset) -> Model:
     pipeline = build_pipeline(cfg.data, data.input_shape)
     carry_batch = cfg.data.batch_size if data.sampling.carries_state else None
     model = build_model(cfg.model, data.spec(pipeline.out_shape, carry_batch))
+    if data.negatives is not None:  # a ranking's training pairs get a sampled negative item each (D2L 16.5)
+        return with_negatives(model, data.negatives)
     if pipeline.identity:
         return model
     if moving_targets(data):  # boxes and masks are flipped, cropped and resized with their images
@@ -126,7 +129,7 @@ def build_setup(cfg: Config, data: Dataset, eval_metrics: dict[str, Metric] | No
         train_step = make_train_step(model, loss, optimizer, cfg.loss.l2_penalty,
                                      reset_every=steps if sampling.carries_state else None,
                                      partial_batches=sampling.keeps_partial_batch(num_train, batch_size), devices=devices)
-        eval_metrics = eval_metrics or default_metrics(loss, metrics.split_metrics(cfg))
+        eval_metrics = eval_metrics or default_metrics(loss, metrics.split_metrics(cfg), getattr(cfg.data, "top_k", 10))
     eval_fn = make_eval_fn(model, eval_metrics)
 
     def order(key, epoch):
@@ -207,12 +210,12 @@ def _human(n: float) -> str:
 def train_arrays(data: Dataset) -> Arrays:
     """The training split on the device, with its loss weights if it has any."""
     w = None if data.w_train is None else jnp.asarray(data.w_train, jnp.float32)
-    return Arrays(jax.tree_util.tree_map(jnp.asarray, data.x_train), jnp.asarray(data.y_train), w)
+    return Arrays(jax.tree_util.tree_map(jnp.asarray, data.x_train), jax.tree_util.tree_map(jnp.asarray, data.y_train), w)
 
 
 def eval_splits(data: Dataset, splits: dict[str, Arrays] | None = None) -> dict[str, tuple[Arrays, jax.Array]]:
     """The splits evaluated after every epoch (default: `val`), padded to whole batches."""
     host = lambda a: jax.tree_util.tree_map(np.asarray, a)  # noqa: E731
-    splits = splits if splits is not None else {"val": Arrays(host(data.x_val), np.asarray(data.y_val))}
+    splits = splits if splits is not None else {"val": Arrays(host(data.x_val), host(data.y_val))}
     sizes = {name: num_examples(s.x) for name, s in splits.items()}
     return {name: pad_for_eval(s, min(EVAL_BATCH, sizes[name])) for name, s in splits.items() if sizes[name]}

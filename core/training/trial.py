@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import disk
 from ..config import Config, ConfigError, to_yaml, validate
 from ..config.changes import require_resumable
 from ..errors import RunDirError
@@ -47,6 +48,23 @@ class Trial:
     def write_metrics(self) -> None:
         if self.rows:
             outputs.write_metrics(self.run_dir / "metrics.csv", self.rows)
+
+    def keep_snapshot(self, epoch: int, snapshot: np.ndarray) -> None:
+        """What the model shows after `epoch` (`Model.snapshot`: a GAN's samples), kept as
+        samples/epoch_NNNN.npy; a resumed run writes the epochs it trains again anew, the same."""
+        path = self.run_dir / "samples" / f"epoch_{epoch:04d}.npy"
+        path.parent.mkdir(exist_ok=True)
+        with disk.atomic_file(path, suffix=".part") as f:
+            np.save(f, snapshot, allow_pickle=False)
+
+    def snapshots(self) -> list[tuple[int, np.ndarray]]:
+        """The kept snapshots of the epochs this run has trained, in order."""
+        found = []
+        for row in self.rows:
+            path = self.run_dir / "samples" / f"epoch_{row['epoch']:04d}.npy"
+            if path.is_file():
+                found.append((row["epoch"], np.load(path, allow_pickle=False)))
+        return found
 
     def finish(self, figures: Figures | None, pictures: Pictures | None = None) -> None:
         """metrics.csv and the run's pictures (by default its curves): written whenever the run

@@ -1,0 +1,70 @@
+"""`dlrun predict`: use a trained run's last checkpoint, as its model family allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlrun.cli.errors import fail, guarded
+
+
+def predict(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, typer.Argument(help="A run directory with a checkpoint (from dlrun train).")],
+    sentences: Annotated[Optional[list[str]], typer.Argument(help="Translation models: source sentences to translate.")] = None,
+    *,
+    prefix: Annotated[Optional[str], typer.Option(help="Language models: the text to continue (default: the config's).")] = None,
+    tokens: Annotated[Optional[int], typer.Option(min=0, help="Language models: tokens to predict (default: the config's).")] = None,
+    beam: Annotated[Optional[int], typer.Option(min=1, help="Translation models: beam size (default: greedy decoding).")] = None,
+    val: Annotated[Optional[int], typer.Option(min=1, help="Image classifiers: predict this many validation images.")] = None,
+    user: Annotated[Optional[int], typer.Option(min=1, help="Recommenders: the user (numbered from 1, as in u.data) to recommend items to.")] = None,
+    top: Annotated[int, typer.Option(min=1, help="Recommenders: how many items to recommend.")] = 10,
+) -> None:
+    """Use a trained run's last checkpoint: continue text, translate sentences, label
+    validation images (writing RUN_DIR/predictions.png), or recommend items to a user."""
+    from dlrun.core.training.inference import continue_text, load_run, model_kind, predict_images, recommend
+
+    with guarded(ctx):
+        run = load_run(run_dir)
+        kind = model_kind(run.setup, run.data)
+        given = {"SENTENCES": bool(sentences), "--prefix": prefix is not None, "--tokens": tokens is not None,
+                 "--beam": beam is not None, "--val": val is not None, "--user": user is not None}
+        takes = {"language_model": {"--prefix", "--tokens"}, "translation": {"SENTENCES", "--beam"},
+                 "classifier": {"--val"}, "rating": {"--user"}, "ranking": {"--user"}}.get(kind, set())
+        wrong = [k for k, v in given.items() if v and k not in takes]
+        if not takes or wrong:
+            what = f"it takes {', '.join(sorted(takes))}" if takes else "dlrun predict has nothing to do with it"
+            raise fail(f"{run_dir}: a {kind.replace('_', ' ')} run; {what}"
+                       + (f", not {', '.join(wrong)}" if wrong and takes else ""), 2)
+        if kind == "language_model":
+            data_cfg = run.cfg.data
+            typer.echo(continue_text(run.setup, run.state, run.data, prefix if prefix is not None else data_cfg.prefix,
+                                     tokens if tokens is not None else data_cfg.predict_tokens))
+        elif kind in ("rating", "ranking"):
+            if user is None:
+                raise fail(f"{run_dir}: a recommender run; give --user U (and --top N) to recommend items", 2)
+            what = "predicted rating" if kind == "rating" else "score"
+            items = recommend(run, user, top)  # refuses a user the data does not have, before anything is printed
+            typer.echo(f"user {user}: the {top} items with the highest {what} among those the user has not rated")
+            for item, score in items:
+                typer.echo(f"  item {item:>6}  {score:.4f}")
+        elif kind == "translation":
+            from dlrun.core.training.translate import translate
+
+            if not sentences:
+                raise fail(f"{run_dir}: a translation run; give the sentences to translate, e.g. \"go .\" \"i lost .\"", 2)
+            for source, target in zip(sentences, translate(run.setup.model.translator, run.state.params, run.data.meta,
+                                                            sentences, beam)):
+                typer.echo(f"{source} => {' '.join(target)}")
+        else:
+            from dlrun.core.report.plots import plot_predictions
+
+            if val is None:
+                raise fail(f"{run_dir}: an image classifier run; give --val N to label N validation images", 2)
+            p = predict_images(run, val)
+            plot_predictions(run_dir / "predictions.png", p.images, p.labels, p.predictions,
+                             f"{run.cfg.name}: {sum(a == b for a, b in zip(p.labels, p.predictions))}/{len(p.labels)} right")
+            typer.echo(f"accuracy on the first {len(p.labels)} validation images: {p.accuracy:.4f}\n"
+                       f"wrote {run_dir / 'predictions.png'}")
