@@ -53,14 +53,18 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON list, for scripts.")] = False,
 ) -> None:
     """List runs and sweeps, newest first: status (running, done, interrupted, diverged, failed),
-    epochs done of those planned, the result, and the command that resumes one."""
+    epochs done of those planned, the result, and the command that resumes one. A damaged file
+    is named under its run's line (problem: ...), and the run is listed with what can be read."""
     import json
 
     from dlrun.core.report.runs import list_runs
 
     if not directory.is_dir():
         raise fail(f"{directory}: no such directory of runs", 2)
-    rows = list_runs(directory)
+    try:
+        rows = list_runs(directory)
+    except OSError as err:
+        raise fail(f"{directory}: cannot be listed ({err.strerror or err})", 2) from None
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
@@ -74,3 +78,5 @@ def runs(
         typer.echo(f"{r['name']:<{width}}  {r['started'][:16].replace('T', ' '):16}  {r['status']:<16} {progress:>7}  {result}")
         if r["resume"]:
             typer.echo(f"{'':<{width}}  resume: {r['resume']}")
+        for problem in r["problems"]:
+            typer.echo(f"{'':<{width}}  problem: {problem}")

@@ -65,6 +65,8 @@ def train(
                                                          min=1, help="How many processes train together.")] = None,
     process_id: Annotated[Optional[int], typer.Option(envvar="DLRUN_PROCESS_ID", rich_help_panel="Several machines",
                                                       min=0, help="This process's rank, 0 to --num-processes - 1.")] = None,
+    peer_timeout: Annotated[float, typer.Option(envvar="DLRUN_PEER_TIMEOUT", rich_help_panel="Several machines", min=1,
+                                                help="Seconds each process waits for the others to join.")] = 300,
     log_to: LogToOpt = None,
     mlflow_uri: MlflowUriOpt = None,
 ) -> None:
@@ -72,10 +74,11 @@ def train(
     from dlrun.core.training.signals import StopFlag  # before JAX: a stop at any moment waits for a safe point
 
     with StopFlag().installed():
-        _train(ctx, config, overrides, out, resume, coordinator, num_processes, process_id, log_to, mlflow_uri)
+        _train(ctx, config, overrides, out, resume, (coordinator, num_processes, process_id, peer_timeout), log_to, mlflow_uri)
 
 
-def _train(ctx, config, overrides, out, resume, coordinator, num_processes, process_id, log_to, mlflow_uri) -> None:
+def _train(ctx, config, overrides, out, resume, processes, log_to, mlflow_uri) -> None:
+    coordinator = processes[0]
     from dlrun.core.report.outputs import new_run_dir
     from dlrun.core.training.train import resume_config
     from dlrun.experiments import experiment_for, run_config
@@ -87,7 +90,7 @@ def _train(ctx, config, overrides, out, resume, coordinator, num_processes, proc
 
             if out is None and resume is None:
                 raise fail("training over several processes needs the same run directory in each: give --out DIR", 2)
-            start_processes(coordinator, num_processes, process_id)
+            start_processes(*processes)
         if resume is not None:
             if config is not None or out is not None:
                 raise fail("--resume RUN_DIR takes the config from the run directory; give no CONFIG or --out", 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -175,7 +176,8 @@ def compare(
     from dlrun.core.sweep.spec import swept_keys
 
     with guarded():
-        if len(paths) == 1 and (paths[0] / sweep_plan.SWEEP_FILE).is_file():
+        if len(paths) == 1 and os.path.lexists(paths[0] / sweep_plan.SWEEP_FILE):
+            _regular_files(paths[0], sweep_plan.SWEEP_FILE, sweep_plan.TRIALS_FILE)
             plan = sweep_plan.load(paths[0])
             runs = core_compare.load_runs(plan.dirs, [d.name for d in plan.dirs], _warn)
             params = swept_keys(plan.spec)
@@ -188,10 +190,43 @@ def compare(
             mode = _mode(metric)
             target = out or Path("outputs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
             title = "comparison"
-    target.mkdir(parents=True, exist_ok=True)
-    df = core_compare.write_report(target, runs, params, metric, mode, title)
+    _make_out(target, given=out is not None)
+    try:
+        df = core_compare.write_report(target, runs, params, metric, mode, title)
+    except OSError as err:
+        why = f"cannot be written ({err.strerror or err}: {err.filename or target})"
+        raise _out_error(target, out is not None, why) from None
     typer.echo(core_compare.markdown(df, params, metric, mode, title).split("## All trials")[0].rstrip())
     typer.echo(f"\nwritten: {target}/results.csv, results.md, curves.png")
+
+
+def _regular_files(directory: Path, *names: str) -> None:
+    """A usage error naming the first of the sweep's files that is a FIFO, a device or a
+    directory (reading one would hang, or fail later with less to say)."""
+    from dlrun.core.report.status import DamagedFile, check_regular
+
+    for name in names:
+        try:
+            check_regular(directory / name)
+        except DamagedFile as err:
+            raise fail(f"{err}; not a sweep directory that can be compared", 2) from None
+
+
+def _make_out(target: Path, given: bool) -> None:
+    """The directory for the table and plots, made if need be; a usage error (exit 2) naming it
+    when it is a file, or cannot be made or written."""
+    try:
+        if target.exists() and not target.is_dir():
+            raise _out_error(target, given, "exists and is not a directory; give a directory for the table and plots")
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _out_error(target, given, f"cannot be made ({err.strerror or err})") from None
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise _out_error(target, given, "is not writable")
+
+
+def _out_error(target: Path, given: bool, why: str) -> typer.Exit:
+    return fail(f"--out {target}: {why}" if given else f"{target}: {why}; choose another directory with --out", 2)
 
 
 def _warn(message: str) -> None:

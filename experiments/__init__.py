@@ -140,11 +140,23 @@ def run_trial(cfg: Config, run_dir: Path, stop_epoch: int | None, plot: bool = F
 
 
 class ReproductionTask(NamedTuple):
-    """One config of `dlrun reproduce` (picklable: it travels to worker processes and Ray)."""
+    """One config of `dlrun reproduce` (picklable: it travels to worker processes and Ray).
+    `resume`: its directory holds an unfinished run (a report stopped or killed), which is
+    resumed from its checkpoint when it can be, else cleared and run again."""
 
     config: str
     run_dir: str
     overrides: tuple[str, ...]
+    resume: bool = False
+
+
+def _clear(run_dir: Path) -> None:
+    """Empty an unfinished run directory of a report, so that its config runs afresh."""
+    import shutil
+
+    if run_dir.is_dir():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
 
 
 def run_reproduction(task: ReproductionTask) -> dict[str, Any]:
@@ -153,14 +165,23 @@ def run_reproduction(task: ReproductionTask) -> dict[str, Any]:
     import time
 
     from dlrun.core.config import load_config
-    from dlrun.core.errors import TrainingInterrupted
+    from dlrun.core.errors import ConfigError, RunDirError, TrainingInterrupted
     from dlrun.core.report.progress import make_reporter
 
     t0 = time.perf_counter()
     try:
         cfg = load_config(task.config, list(task.overrides))
-        summary = run_config(cfg, task.run_dir, source=task.config, plot=True,
-                             reporter=make_reporter("none", cfg.trainer.epochs, cfg.name))
+        reporter = make_reporter("none", cfg.trainer.epochs, cfg.name)
+        resume = task.resume and cfg.experiment.name == "train"  # an experiment runs whole: it is run again
+        if task.resume and not resume:
+            _clear(Path(task.run_dir))
+        try:
+            summary = run_config(cfg, task.run_dir, resume=resume, source=task.config, plot=True, reporter=reporter)
+        except (ConfigError, RunDirError):
+            if not resume:
+                raise
+            _clear(Path(task.run_dir))  # its checkpoints are of another config (--quick, an edited file): start over
+            summary = run_config(cfg, task.run_dir, source=task.config, plot=True, reporter=reporter)
         numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
         return {"status": "done", "summary": numbers, "seconds": time.perf_counter() - t0, "error": ""}
     except TrainingInterrupted:

@@ -511,3 +511,11 @@ def test_a_file_name_too_long_is_refused_before_anything_is_made(tmp_path):
     result = runner.invoke(app, ["sweep", str(CONFIGS / "linreg.yaml"), "--grid", "optimizer.lr=0.1",
                                  "--out", str(tmp_path / ("s" * 300))])
     assert result.exit_code == 2 and "a file name of 300 bytes" in result.output
+
+
+@pytest.mark.parametrize("text", ["seed: !!int x\n", "when: 2020-13-45\n", "at: !!timestamp x\n", "n: !!float [1]\n"])
+def test_a_value_that_yaml_cannot_read_as_its_tag_says_is_a_config_error(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: c\n" + text)
+    with pytest.raises(ConfigError, match=r"c\.yaml: is not valid YAML"):
+        load_config(path)

@@ -211,11 +211,37 @@ def _start_long_sweep(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
 def test_a_sweeps_workers_die_with_it(tmp_path):
-    """SIGKILL of a --workers 2 sweep: no worker is left training a few seconds later."""
+    """SIGKILL of a --workers 2 sweep: no worker is left training 10 s later, even one inside a
+    long epoch (it stops at a checkpoint if it can, and is ended after a grace of 5 s if not)."""
     proc, workers = _start_long_sweep(tmp_path)
     proc.kill()
     proc.wait()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 10
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(workers), f"workers left running: {sorted(_alive(workers))}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_a_sweeps_workers_inside_a_long_epoch_die_with_it(tmp_path):
+    """As above, with each trial inside one epoch of about a minute (one program, which a stop
+    cannot enter): its workers are ended within 10 s of the sweep's SIGKILL all the same."""
+    cmd = [*DLRUN, "sweep", str(CONFIGS / "linreg.yaml"), "--grid", "optimizer.lr=0.001,0.002", "--no-vectorize",
+           "--workers", "2", "--set", "data.num_train=3000000", "--set", "data.num_val=10", "--set", "trainer.epochs=3",
+           "--set", "trainer.loop=scan", "--set", "trainer.progress=none", "--out", str(tmp_path / "sw")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "sw").glob("trials/*/config.yaml"))) < 2:  # both trials started
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "the sweep's workers did not start"
+        time.sleep(0.2)
+    time.sleep(4)  # into the first epoch
+    workers = _descendants(proc.pid)
+    assert not list((tmp_path / "sw").glob("trials/*/checkpoints/epoch_*")), "an epoch ended too soon to test this"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
     while _alive(workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(workers), f"workers left running: {sorted(_alive(workers))}"

@@ -207,6 +207,8 @@ def read_yaml_mapping(path: Path) -> dict:
         raise ConfigError(f"{path}: is not valid YAML: {_one_line(err)}") from None
     except RecursionError:
         raise ConfigError(f"{path}: is nested too deeply to be a config") from None
+    except (ValueError, AttributeError, KeyError, TypeError) as err:  # PyYAML's own for `!!int x`, `2020-13-45`
+        raise ConfigError(f"{path}: is not valid YAML: a value cannot be read as its tag or type says ({err})") from None
     if _count_values(raw, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
         raise ConfigError(f"{path}: expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases repeated inside "
                           "each other?); a config is far smaller")

@@ -3,64 +3,104 @@
 Used by `dlrun sweep` at the end of a sweep and by `dlrun compare` for any list of run
 directories. Everything is read back from the files a run writes (config.yaml, metrics.csv,
 summary.json and, in a sweep, status.json), so a comparison never needs the process that ran them.
+A run with a damaged file (a FIFO or a directory in its place, a cell that is not a number, a
+field of the wrong type, a config that is not a mapping) is left out, with a message naming the file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
+import numpy as np
 import pandas as pd
-import yaml
 
 from .. import disk
 from ..config import flatten
 from ..errors import CompareError
 from . import compare_figures, plots
-from .compare_figures import _fmt
-from .status import read_json
+from .compare_figures import _fmt, canonical
+from .runs import MAX_METRICS_BYTES, read_config
+from .status import STATUS_FILE, SUMMARY_FIELDS, DamagedFile, checked_fields, checked_status, read_bytes, read_object
 
 
 class Run(NamedTuple):
     name: str
     path: Path
     config: dict[str, Any]  # flattened: {"optimizer.lr": 0.1, ...}
-    metrics: pd.DataFrame  # metrics.csv, empty if the run wrote none
+    metrics: pd.DataFrame  # metrics.csv (numbers only), empty if the run wrote none
     status: str  # done, failed, pruned, stopped, running, missing
     error: str
     seconds: float
-
 
 
 def load_run(path: str | Path, name: str | None = None) -> Run:
     """Read one run directory. A run with a summary and no status file is done.
 
     Raises:
-        CompareError: no config.yaml, or a config.yaml or metrics.csv that cannot be read.
+        CompareError: no config.yaml, or a config.yaml, metrics.csv, status.json or summary.json
+            that is damaged (a special file, unreadable, or not what it should hold); the message
+            names the file and what is wrong with it.
     """
     path = Path(path)
-    if not (path / "config.yaml").is_file():
+    if not os.path.lexists(path / "config.yaml"):
         raise CompareError(f"{path}: not a run directory (no config.yaml)")
     try:
-        raw = yaml.safe_load((path / "config.yaml").read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise CompareError(f"{path}/config.yaml: cannot be read ({' '.join(str(err).split())[:200]})") from None
-    if not isinstance(raw, dict):
-        raise CompareError(f"{path}/config.yaml: expected a mapping of config keys, found {type(raw).__name__}")
-    config = flatten(raw)
+        config = {_printable(k): v for k, v in flatten(read_config(path)).items()}
+    except DamagedFile as err:
+        reason = str(err).removeprefix(f"{path / 'config.yaml'}: ")
+        raise CompareError(f"{path / 'config.yaml'}: cannot be read ({reason})") from None
+    metrics = _read_metrics(path / "metrics.csv")
+    status, wrong = checked_status(path)
+    if wrong:
+        raise CompareError(_each_field(path / STATUS_FILE, wrong))
     try:
-        metrics = pd.read_csv(path / "metrics.csv") if (path / "metrics.csv").is_file() else pd.DataFrame()
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise CompareError(f"{path}/metrics.csv: cannot be read ({' '.join(str(err).split())[:200]})") from None
-    if len(metrics) and "epoch" not in metrics:
-        raise CompareError(f"{path}/metrics.csv: has no epoch column; not a run's metrics")
-    status = read_json(path / "status.json")
-    summary = read_json(path / "summary.json")
+        summary, wrong = checked_fields(read_object(path / "summary.json") or {}, SUMMARY_FIELDS, path / "summary.json")
+    except DamagedFile as err:
+        raise CompareError(str(err)) from None
+    if wrong:
+        raise CompareError(_each_field(path / "summary.json", wrong))
     state = status.get("status") or ("done" if summary else ("running" if len(metrics) else "missing"))
     seconds = status.get("seconds", summary.get("wall_seconds", float("nan")))
-    return Run(name or path.name, path, config, metrics, state, status.get("error", ""), float(seconds))
+    return Run(name or path.name, path, config, metrics, state, status.get("error", ""), seconds)
+
+
+def _each_field(path: Path, wrong: dict[Any, str]) -> str:
+    """What is wrong with one file, named once: `.../status.json: seconds: ...; pid: ...`."""
+    return f"{path}: " + "; ".join(m.removeprefix(f"{path}: ") for m in wrong.values())
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    """metrics.csv with every cell a number (or empty); an empty frame when there is none."""
+    try:
+        data = read_bytes(path, MAX_METRICS_BYTES)
+    except DamagedFile as err:
+        raise CompareError(str(err)) from None
+    if data is None:
+        return pd.DataFrame()
+    try:
+        metrics = pd.read_csv(io.BytesIO(data))
+    except ValueError as err:  # not UTF-8, not CSV, empty (pandas' errors are ValueErrors)
+        raise CompareError(f"{path}: cannot be read ({' '.join(str(err).split())[:200]})") from None
+    if len(metrics) and "epoch" not in metrics:
+        raise CompareError(f"{path}: has no epoch column; not a run's metrics")
+    for column in metrics.columns:
+        values = metrics[column]
+        numbers = values if compare_figures.numeric(values) else pd.to_numeric(values, errors="coerce")
+        bad = (values.notna() if pd.api.types.is_bool_dtype(numbers) else numbers.isna() & values.notna()).to_numpy()
+        if bad.any():
+            row = int(bad.argmax())
+            raise CompareError(f"{path}: row {row + 1}, column {column}: {values.iloc[row]!r} is not a number")
+        metrics[column] = numbers
+    if len(metrics) and not np.isfinite(metrics["epoch"].to_numpy(float)).all():
+        row = int((~np.isfinite(metrics["epoch"].to_numpy(float))).argmax())
+        raise CompareError(f"{path}: row {row + 1}: epoch is {metrics['epoch'].iloc[row]}; expected the epoch's number")
+    return metrics
 
 
 def load_runs(paths: Sequence[Path], names: Sequence[str], warn) -> list[Run]:
@@ -84,7 +124,7 @@ def load_runs(paths: Sequence[Path], names: Sequence[str], warn) -> list[Run]:
 def differing_keys(runs: Sequence[Run]) -> list[str]:
     """The config keys whose values differ between runs: what a comparison is about."""
     keys = sorted({k for r in runs for k in r.config} - {"name", "trainer.progress"})
-    return [k for k in keys if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+    return [k for k in keys if len({canonical(r.config.get(k)) for r in runs}) > 1]
 
 
 def results_table(runs: Sequence[Run], params: Sequence[str], metric: str, mode: str) -> pd.DataFrame:
@@ -93,7 +133,7 @@ def results_table(runs: Sequence[Run], params: Sequence[str], metric: str, mode:
     for run in runs:
         row: dict[str, Any] = {"trial": run.name}
         row |= {p: _cell(run.config.get(p)) for p in params}
-        row["seed"] = run.config.get("seed")
+        row["seed"] = _cell(run.config.get("seed"))
         row["status"] = run.status
         m = run.metrics
         if len(m):
@@ -110,7 +150,16 @@ def results_table(runs: Sequence[Run], params: Sequence[str], metric: str, mode:
 
 
 def _cell(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
+    """A config value as a table holds it: a number, printable string or empty as it is, else as JSON."""
+    if isinstance(value, str):
+        return _printable(value)
+    return value if value is None or isinstance(value, (int, float)) else canonical(value)
+
+
+def _printable(text: str) -> str:
+    """`text`, or as JSON when it holds a control character (a carriage return would split a
+    row of results.csv: pandas does not quote it)."""
+    return text if text.isprintable() else json.dumps(text)
 
 
 def by_setting(df: pd.DataFrame, params: Sequence[str], metric: str, mode: str) -> pd.DataFrame:
@@ -176,7 +225,8 @@ def write_report(out_dir: Path, runs: Sequence[Run], params: Sequence[str], metr
 
 
 def _safe(name: str) -> str:
-    return name.replace("/", "_").replace(".", "_")
+    """A metric or config key as part of a file name: val/acc -> val_acc, optimizer.lr -> optimizer_lr."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:100]
 
 
 def _save(path: Path, fig) -> None:

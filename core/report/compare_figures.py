@@ -15,6 +15,27 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
+def canonical(value: Any) -> str:
+    """A config value as one string, the same for equal values: JSON with sorted keys where the
+    keys can be sorted (a hand-edited config may mix their types, or hold dates)."""
+    for sort_keys in (True, False):
+        try:
+            return json.dumps(value, sort_keys=sort_keys, default=str)
+        except (TypeError, ValueError):
+            continue
+    return repr(value)
+
+
+def _setting(run: Any) -> str:
+    return canonical({k: v for k, v in run.config.items() if k not in ("seed", "name")})
+
+
+def _axis(df: pd.DataFrame, *params: str) -> pd.DataFrame:
+    """`df` with each of `params` that is not numeric as text, so that values of mixed types
+    (a number in one run's config, a string or a list in another's) can be sorted and grouped."""
+    return df.assign(**{p: df[p].map(_fmt) for p in params if not numeric(df[p])})
+
+
 def figure(size=(6, 4)):
     from matplotlib.figure import (
         Figure,  # no pyplot: no global state, no display needed
@@ -35,10 +56,10 @@ def curves_figure(runs: Sequence[Any], metric: str, title: str):
     # one colour per setting: the seeds of one setting share it
     settings = {}
     for run in shown:
-        settings.setdefault(json.dumps({k: v for k, v in run.config.items() if k not in ("seed", "name")}, sort_keys=True, default=str), len(settings))
+        settings.setdefault(_setting(run), len(settings))
     cmap = colormaps["viridis"]
     for run in shown:
-        k = settings[json.dumps({k: v for k, v in run.config.items() if k not in ("seed", "name")}, sort_keys=True, default=str)]
+        k = settings[_setting(run)]
         style = "-" if run.status == "done" else ":"
         ax.plot(run.metrics["epoch"], run.metrics[metric], style, color=cmap(k / max(len(settings) - 1, 1)),
                 label=run.name if len(shown) <= 12 else None, linewidth=1.2)
@@ -88,6 +109,7 @@ def param_figure(df: pd.DataFrame, param: str, metric: str):
     done = df[df["status"] == "done"]
     if col not in done or done.empty:
         return None
+    done = _axis(done, param)
     fig = figure()
     ax = fig.subplots()
     stats = done.groupby(param, sort=True)[col].agg(["mean", "std"]).reset_index()
@@ -95,7 +117,8 @@ def param_figure(df: pd.DataFrame, param: str, metric: str):
         x = stats[param].to_numpy(float)
         ax.scatter(done[param], done[col], s=12, alpha=0.4, label="trials")
         ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label="mean +- std over seeds")
-        if (x > 0).all() and x.max() / x.min() >= 10:
+        finite = x[np.isfinite(x)]
+        if len(finite) and (finite > 0).all() and finite.max() / finite.min() >= 10:
             ax.set_xscale("log")
     else:
         labels = [str(v) for v in stats[param]]
@@ -114,10 +137,13 @@ def heatmap_figure(df: pd.DataFrame, params: Sequence[str], metric: str):
     if col not in done or done.empty:
         return None
     px, py = params
+    done = _axis(done, px, py)
     fig = figure((6.5, 5))
     ax = fig.subplots()
     if done[px].nunique() <= 12 and done[py].nunique() <= 12:
         grid = done.pivot_table(index=py, columns=px, values=col, aggfunc="mean")
+        if grid.empty:  # no done run has a value for both
+            return None
         image = ax.imshow(grid.to_numpy(float), cmap="viridis", aspect="auto", origin="lower")
         ax.set_xticks(range(grid.shape[1]), [_fmt(v) for v in grid.columns])
         ax.set_yticks(range(grid.shape[0]), [_fmt(v) for v in grid.index])

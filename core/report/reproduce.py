@@ -118,17 +118,46 @@ def quick_overrides(cfg: Config) -> list[str]:
 
 
 def finished(run_dir: Path) -> dict[str, Any] | None:
-    """A finished run's result, read back from its directory (for `--resume`)."""
-    import json
+    """A finished run's result, read back from its directory (for `--resume`); None for a run
+    that did not finish, or whose reproduce.json is damaged (it is then run again)."""
+    from .status import read_json
 
-    status = run_dir / "reproduce.json"
-    if not status.is_file():
+    result = read_json(run_dir / "reproduce.json")
+    if result.get("status") != "done" or not isinstance(result.get("summary"), dict):
         return None
-    try:
-        result = json.loads(status.read_text())
-    except (OSError, ValueError):
-        return None
-    return result if result.get("status") == "done" else None
+    return result
+
+
+def unfinished(run_dir: Path) -> bool:
+    """Whether `run_dir` holds an unfinished run (a report stopped or killed while it trained)."""
+    return run_dir.is_dir() and any(run_dir.iterdir())
+
+
+REPORT_MARK = "reproduce-report.json"  # what makes a directory a report that `--resume` continues
+
+
+def mark_report(report: Path, quick: bool, targets: Sequence[str], configs: Path) -> None:
+    """Say, before anything else is written, that `report` is a reproduction report, and of what."""
+    if not (report / REPORT_MARK).is_file():
+        disk.write_json(report / REPORT_MARK, {"kind": "dlrun reproduce", "quick": quick, "targets": list(targets),
+                                               "configs": str(Path(configs).resolve())})
+
+
+def report_targets(report: Path, targets: Sequence[str] | None, quick: bool,
+                   configs: Path | None) -> tuple[list[str], bool, Path | None]:
+    """What a resumed report runs: the targets, size and configs it was made with, unless given anew."""
+    from .status import read_json
+
+    mark = read_json(report / REPORT_MARK)
+    saved = mark.get("targets")
+    saved = [str(t) for t in saved] if isinstance(saved, list) else []
+    saved_configs = Path(mark["configs"]) if isinstance(mark.get("configs"), str) else None
+    return (list(targets) if targets else saved), quick or mark.get("quick") is True, configs or saved_configs
+
+
+def is_report(report: Path) -> bool:
+    """A directory `dlrun reproduce` made: its mark, or (a report from before the mark) its table."""
+    return (report / REPORT_MARK).is_file() or (report / "reproduction.csv").is_file()
 
 
 def record(run_dir: Path, result: dict[str, Any]) -> None:

@@ -27,7 +27,9 @@ def visible_gpus() -> list[str]:
     return sorted((p.name.removeprefix("nvidia") for p in Path("/dev").glob("nvidia[0-9]*")), key=int)
 
 
-WORKER_GRACE_SECONDS = 20  # after its parent is gone, a worker's time to checkpoint before it is ended
+# after its parent is gone, a worker's time to stop at a checkpoint before it is ended: a trial
+# training a long epoch as one program cannot stop inside it, and must not outlive its sweep long
+WORKER_GRACE_SECONDS = 5
 
 
 def die_with_parent(parent: int, grace: float = WORKER_GRACE_SECONDS) -> None:

@@ -106,8 +106,9 @@ def _message(err: BaseException) -> str:
 def _record(run_dir: Path, status: str, seconds: float, error: str | None = None, summary: dict | None = None) -> dict[str, Any]:
     epochs = (summary or {}).get("epochs")
     before = read_status(run_dir)
-    if before.get("status") == "stopped":  # trained rung by rung: the seconds add up
-        seconds += before.get("seconds", 0.0)
+    earlier = before.get("seconds")
+    if before.get("status") == "stopped" and isinstance(earlier, (int, float)) and not isinstance(earlier, bool):
+        seconds += earlier  # trained rung by rung: the seconds add up (a damaged record adds nothing)
     write_status(run_dir, status, seconds=seconds, epochs=epochs, error=error or "")
     return {"dir": str(run_dir), "status": status, "seconds": seconds, "error": error or "", "summary": summary or {}}
 
