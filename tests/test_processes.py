@@ -79,24 +79,36 @@ def test_a_process_that_cannot_reach_process_0_says_so_after_the_timeout(tmp_pat
     assert "could not reach process 0" in proc.stderr and "--peer-timeout" in proc.stderr and seconds < 30
 
 
+def wait_for_line(proc, text, timeout=60):
+    """Read `proc`'s stderr until a line holds `text` (the process has begun to wait for its peers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if text in line:
+            return
+        assert line or proc.poll() is None, f"the process ended first (exit code {proc.poll()})"
+    raise AssertionError(f"no line with {text!r}")
+
+
 def test_a_second_process_with_the_same_rank_is_refused(tmp_path):
     port = free_port()
-    env = no_cluster_env(DLRUN_COORDINATOR=f"localhost:{port}", DLRUN_NUM_PROCESSES="3", DLRUN_PEER_TIMEOUT="4")
-    host = subprocess.Popen([*DLRUN, "--out", str(tmp_path / "run")], env=env | {"DLRUN_PROCESS_ID": "0"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = no_cluster_env(DLRUN_COORDINATOR=f"localhost:{port}", DLRUN_NUM_PROCESSES="3", DLRUN_PEER_TIMEOUT="20")
+    start = lambda rank: subprocess.Popen([*DLRUN, "--out", str(tmp_path / "run")], env=env | {"DLRUN_PROCESS_ID": rank},  # noqa: E731
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    host = start("0")
+    first = None
     try:
-        time.sleep(1.0)
-        first = subprocess.Popen([*DLRUN, "--out", str(tmp_path / "run")], env=env | {"DLRUN_PROCESS_ID": "1"},
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
-        twin, _ = run(["--out", str(tmp_path / "run")], env=env | {"DLRUN_PROCESS_ID": "1"})
+        wait_for_line(host, "waiting up to")
+        first = start("1")
+        wait_for_line(first, "waiting up to")
+        time.sleep(1.0)  # it has joined: its first attempt comes at once, the next 0.2 s later
+        twin, _ = run(["--out", str(tmp_path / "run")], env=env | {"DLRUN_PROCESS_ID": "1", "DLRUN_PEER_TIMEOUT": "5"})
         assert twin.returncode == 2 and "--process-id 1 is already taken" in twin.stderr, twin.stderr
-        _, err = host.communicate(timeout=60)
-        assert host.returncode == 2 and "process(es) 2 of --num-processes 3" in err, err
-        first.communicate(timeout=60)
     finally:
         for p in (host, first):
-            p.kill()
+            if p is not None:
+                p.kill()
+                p.communicate(timeout=30)
 
 
 @pytest.mark.slow
