@@ -225,10 +225,10 @@ def test_a_sweeps_workers_die_with_it(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
 def test_a_sweeps_workers_inside_a_long_epoch_die_with_it(tmp_path):
-    """As above, with each trial inside one epoch of about a minute (one program, which a stop
+    """As above, with each trial inside one epoch of minutes (one program, which a stop
     cannot enter): its workers are ended within 10 s of the sweep's SIGKILL all the same."""
     cmd = [*DLRUN, "sweep", str(CONFIGS / "linreg.yaml"), "--grid", "optimizer.lr=0.001,0.002", "--no-vectorize",
-           "--workers", "2", "--set", "data.num_train=3000000", "--set", "data.num_val=10", "--set", "trainer.epochs=3",
+           "--workers", "2", "--set", "data.num_train=20000000", "--set", "data.num_val=10", "--set", "trainer.epochs=3",
            "--set", "trainer.loop=scan", "--set", "trainer.progress=none", "--out", str(tmp_path / "sw")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
