@@ -181,6 +181,14 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def assert_gone(workers: set[int], seconds: float) -> None:
+    """No process of `workers` is alive `seconds` from now (or sooner)."""
+    deadline = time.monotonic() + seconds
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(workers), f"workers left running: {sorted(_alive(workers))}"
+
+
 def _alive(pids: set[int]) -> set[int]:
     alive = set()
     for p in pids:
@@ -216,10 +224,7 @@ def test_a_sweeps_workers_die_with_it(tmp_path):
     proc, workers = _start_long_sweep(tmp_path)
     proc.kill()
     proc.wait()
-    deadline = time.monotonic() + 10
-    while _alive(workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _alive(workers), f"workers left running: {sorted(_alive(workers))}"
+    assert_gone(workers, 10)
 
 
 @pytest.mark.slow
@@ -241,10 +246,7 @@ def test_a_sweeps_workers_inside_a_long_epoch_die_with_it(tmp_path):
     assert not list((tmp_path / "sw").glob("trials/*/checkpoints/epoch_*")), "an epoch ended too soon to test this"
     proc.kill()
     proc.wait()
-    deadline = time.monotonic() + 10
-    while _alive(workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _alive(workers), f"workers left running: {sorted(_alive(workers))}"
+    assert_gone(workers, 10)
 
 
 @pytest.mark.slow
