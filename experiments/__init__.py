@@ -18,15 +18,20 @@ from dlrun.core.errors import ConfigError
 
 from . import (
     attention,
+    augmentation,
     conv_kernel,
     corpus_stats,
     data_preprocessing,
     distribution_shift,
+    fine_tuning,
+    geometry,
+    image_folders,
     initialization,
     kaggle_house,
     optimization,
     polynomial,
     sequence,
+    style_transfer,
 )
 
 
@@ -48,6 +53,9 @@ EXPERIMENTS: dict[str, Experiment] = {
     "nadaraya_watson": Experiment(attention.run_nadaraya_watson, attention.NadarayaWatsonOptions, ("loss", "w")),
     "positional_encoding": Experiment(attention.run_positional_encoding, attention.PositionalEncodingOptions),
     "optimization_toys": Experiment(optimization.run, optimization.OptimizationToysOptions, ("max_difference",)),
+    # chapter 13: each module's own table of name -> (run, options, metrics)
+    **{name: Experiment(*entry) for module in (augmentation, fine_tuning, geometry, image_folders, style_transfer)
+       for name, entry in module.EXPERIMENTS.items()},
 }
 
 

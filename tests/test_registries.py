@@ -194,7 +194,8 @@ LOSS_RUNS = {
 # losses whose targets need their own data, trained in another test file
 LOSSES_TRAINED_ELSEWHERE = {"masked_cross_entropy": "tests/test_seq2seq.py", "binary_cross_entropy": "tests/test_recsys.py",
                             "masked_squared_error": "tests/test_recsys.py", "bpr": "tests/test_recsys.py",
-                            "hinge": "tests/test_recsys.py"}
+                            "hinge": "tests/test_recsys.py", "ssd": "tests/test_ssd.py",
+                            "pixel_cross_entropy": "tests/test_fcn.py"}
 
 
 def test_every_loss_has_a_training_run():

@@ -7,7 +7,11 @@ from typing import Annotated, ClassVar, Literal, Union
 from pydantic import Field, model_validator
 
 from .models import Section
+from .augment import AugmentConfig
+from .detection import DETECTION_DATA
+from .image_folder import IMAGE_FOLDER_DATA
 from .recsys import RECSYS_DATA
+from .segmentation import SEGMENTATION_DATA
 
 # ---------------------------------------------------------------------------- data
 
@@ -87,18 +91,6 @@ class SineData(Section):
         if self.num_train >= self.T - self.tau:
             raise ValueError(f"num_train ({self.num_train}) must be below T - tau ({self.T - self.tau} examples)")
         return self
-
-
-class AugmentConfig(Section):
-    """Random changes to each training image, drawn on the device per step from the run's key
-    (D2L 14.1); evaluation sees the images unchanged. Applied after `resize`."""
-
-    flip: bool = Field(False, description="mirror left-right with probability 1/2")
-    crop_padding: int = Field(0, ge=0, description="pad with zeros by this many pixels, crop back at a random offset")
-    brightness: float = Field(0.0, ge=0, lt=1, description="multiply by a factor drawn from [1 - b, 1 + b], clip to [0, 1]")
-
-    def active(self) -> bool:
-        return self.flip or self.crop_padding > 0 or self.brightness > 0
 
 
 class FashionMNISTData(Section):
@@ -258,6 +250,7 @@ class GANImagesData(Section):
 
 DataConfig = Annotated[
     Union[SyntheticRegressionData, PolynomialData, SineData, FashionMNISTData, CSVData, AirfoilData, TimeMachineData,
-          FraEngData, GaussianGANData, GANImagesData, *RECSYS_DATA],
+          FraEngData, GaussianGANData, GANImagesData, *RECSYS_DATA, *IMAGE_FOLDER_DATA, *DETECTION_DATA,
+          *SEGMENTATION_DATA],
     Field(discriminator="name"),
 ]

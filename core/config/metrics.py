@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-CLASSIFYING_LOSSES = frozenset({"cross_entropy", "masked_cross_entropy", "binary_cross_entropy"})  # outputs are logits
+CLASSIFYING_LOSSES = frozenset({"cross_entropy", "masked_cross_entropy", "binary_cross_entropy", "pixel_cross_entropy"})  # outputs are logits
 SPLITS = ("train", "val")
 
 
@@ -23,8 +23,9 @@ def classifies(loss_name: str) -> bool:
 
 def task(cfg: Any) -> str:
     """`language_model`, `translation`, `adversarial` (a GAN's examples), `rating` (explicit
-    ratings, D2L 16.3), `ranking` (implicit feedback, D2L 16.5) or `supervised`: what the data
-    section's examples are for."""
+    ratings, D2L 16.3), `ranking` (implicit feedback, D2L 16.5), `detection` (boxes, D2L 13.6),
+    `segmentation` (per-pixel labels, D2L 13.9) or `supervised`: what the data section's
+    examples are for."""
     return type(cfg.data).task
 
 
@@ -35,6 +36,8 @@ def split_metrics(cfg: Any, split: str = "val") -> tuple[str, ...]:
         return ("loss_D", "loss_G")
     if task(cfg) == "ranking":  # evaluation ranks every unseen item: no loss (D2L 16.5)
         return ("loss",) if split == "train" else ("hit_rate", "auc")
+    if task(cfg) == "detection":  # over the anchors, as the book's training prints them (D2L 13.7)
+        return ("loss", "class_err", "bbox_mae")
     names = ["loss"]
     if classifies(cfg.loss.name):
         names.append("acc")
@@ -57,8 +60,8 @@ def target(cfg: Any) -> tuple[str, str]:
     and regression, accuracy for the other classifiers."""
     if task(cfg) == "adversarial":  # no split says which GAN is best; the generator's loss is a convention
         return "train/loss_G", "min"
-    if task(cfg) in ("rating", "ranking"):
-        metric = "val/rmse" if task(cfg) == "rating" else "val/hit_rate"
+    if task(cfg) in ("rating", "ranking", "detection"):
+        metric = {"rating": "val/rmse", "ranking": "val/hit_rate", "detection": "val/class_err"}[task(cfg)]
         return metric, mode(metric)
     metric = ("val/ppl" if task(cfg) == "language_model" else
               "val/loss" if task(cfg) == "translation" or not classifies(cfg.loss.name) else "val/acc")

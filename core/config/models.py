@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 
 from .generative import DCGANModel, GANModel
+from .detection import DETECTION_MODELS
 from .recsys import RECSYS_MODELS
+from .segmentation import SEGMENTATION_MODELS
 from .section import Init, Section
 
 # Model keys whose values live in the training state, not the program: a dropout layer keeps its
@@ -286,6 +288,6 @@ class ViTModel(Section):
 ModelConfig = Annotated[
     Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel, BNLeNetModel, AlexNetModel, VGGModel,
           NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel, BahdanauModel, TransformerModel,
-          ViTModel, GANModel, DCGANModel, *RECSYS_MODELS],
+          ViTModel, GANModel, DCGANModel, *RECSYS_MODELS, *DETECTION_MODELS, *SEGMENTATION_MODELS],
     Field(discriminator="name"),
 ]

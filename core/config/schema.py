@@ -26,10 +26,12 @@ class LossConfig(Section):
     tokens and averages over tokens (D2L 10.7.3); binary_cross_entropy takes one logit per
     example (a click, D2L 16.9); masked_squared_error is 1/2 (y_hat - y)^2 over the targets that
     are not 0 (the observed ratings of an AutoRec row, D2L 16.4), averaged over them; bpr and
-    hinge rank a positive item above a sampled negative one (D2L 16.5)."""
+    hinge rank a positive item above a sampled negative one (D2L 16.5); pixel_cross_entropy is the
+    mean over an image's pixels of their cross-entropy (a segmentation's mask, D2L 13.11); ssd is
+    the detector's anchor-class cross-entropy plus the masked L1 of its box offsets (D2L 13.7)."""
 
     name: Literal["squared_error", "mse", "cross_entropy", "masked_cross_entropy", "binary_cross_entropy",
-                  "masked_squared_error", "bpr", "hinge"] = "cross_entropy"  # classifying: `metrics`
+                  "masked_squared_error", "bpr", "hinge", "pixel_cross_entropy", "ssd"] = "cross_entropy"  # classifying: `metrics`
     l2_penalty: float = Field(0.0, ge=0, description="lambda: adds lambda/2 ||w||^2 of the weights (D2L 4.5)")
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from ..config.metrics import classifies
+from .ssd_loss import bbox_mae, class_error, ssd_loss
 
 PerExample = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -57,6 +58,17 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """1.0 where the arg-max class is the label, else 0.0, per example (for sequences, the
     fraction of its steps)."""
     return _per_example((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+
+
+def pixel_cross_entropy(logits: jax.Array, target: dict[str, jax.Array]) -> jax.Array:
+    """Cross-entropy per pixel, averaged over an image's pixels (D2L 13.11.4): logits
+    (batch, H, W, classes), `target["mask"]` (batch, H, W) labels."""
+    return _per_example(token_cross_entropy(logits, target["mask"]))
+
+
+def pixel_accuracy(logits: jax.Array, target: dict[str, jax.Array]) -> jax.Array:
+    """The fraction of an image's pixels whose arg-max class is their label (D2L 13.11)."""
+    return accuracy(logits, target["mask"])
 
 
 def sequence_mask(valid_len: jax.Array, steps: int) -> jax.Array:
@@ -140,6 +152,8 @@ LOSSES: dict[str, Loss] = {
     "masked_squared_error": Loss(masked_squared_error, classify=classifies("masked_squared_error"), count=observed, squares=2.0),
     "bpr": Loss(bpr, classify=classifies("bpr")),
     "hinge": Loss(hinge, classify=classifies("hinge")),
+    "pixel_cross_entropy": Loss(pixel_cross_entropy, classify=classifies("pixel_cross_entropy"), accuracy=pixel_accuracy),
+    "ssd": Loss(ssd_loss, classify=classifies("ssd")),
 }
 
 
@@ -153,10 +167,11 @@ def default_metrics(loss: Loss, names: tuple[str, ...] = ("loss", "acc"), top_k:
     """The metrics `names` (`core.config.metrics.split_metrics`) for a loss: the loss itself,
     accuracy (for classifiers), the perplexity, exp of the mean cross-entropy per token
     (D2L 9.3.2), the RMSE of a squared-error loss (D2L 16.3), and a ranking's hit rate in the
-    top `top_k` and AUC (D2L 16.5)."""
+    top `top_k` and AUC (D2L 16.5), and a detector's class error and box MAE over its anchors
+    (D2L 13.7)."""
     made = {"loss": Metric(loss.fn, count=loss.count), "acc": Metric(loss.accuracy, count=loss.count),
             "ppl": Metric(loss.fn, jnp.exp, loss.count), "hit_rate": Metric(partial(hit_rate, top_k=top_k)),
-            "auc": Metric(ranking_auc)}
+            "auc": Metric(ranking_auc), "class_err": Metric(class_error), "bbox_mae": Metric(bbox_mae)}
     if loss.squares is not None:
         made["rmse"] = Metric(lambda out, y: loss.squares * loss.fn(out, y), jnp.sqrt, loss.count)
     return {name: made[name] for name in names if name != "acc" or loss.classify}

@@ -16,12 +16,14 @@ from .cnn import CNNS
 from .combinators import serial
 from .conv import default_conv_impl
 from .dcgan import dcgan
+from .fcn import SEGMENTERS
 from .gan import gan_mlp, gan_snapshot
 from .init import WEIGHT_INITS
 from .model import Model, from_layer, pipeline_key, with_input, with_targets  # noqa: F401 - the model's names, here too
 from .recsys import RECOMMENDERS
 from .rnn import rnn_lm
 from .seq2seq import as_layer, bahdanau, seq2seq
+from .ssd import DETECTORS
 from .transformer import transformer
 from .vit import vit
 
@@ -142,6 +144,8 @@ MODELS: dict[str, Builder] = {
     "gan": lambda cfg, spec: gan_model(gan_mlp(cfg, spec)),
     "dcgan": lambda cfg, spec: gan_model(dcgan(cfg, spec)),
     **RECOMMENDERS,
+    **DETECTORS,
+    **SEGMENTERS,
 }
 
 
