@@ -37,7 +37,7 @@ def split_metrics(cfg: Any, split: str = "val") -> tuple[str, ...]:
     if task(cfg) == "ranking":  # evaluation ranks every unseen item: no loss (D2L 16.5)
         return ("loss",) if split == "train" else ("hit_rate", "auc")
     if task(cfg) == "detection":  # over the anchors, as the book's training prints them (D2L 13.7)
-        return ("loss", "class_err", "bbox_mae")
+        return ("loss", "class_err", "bbox_mae", "top_iou")  # and the best detection's IoU with the object
     names = ["loss"]
     if classifies(cfg.loss.name):
         names.append("acc")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from ..config.metrics import classifies
-from .ssd_loss import bbox_mae, class_error, ssd_loss
+from .ssd_loss import bbox_mae, class_error, ssd_loss, top_iou
 
 PerExample = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -171,7 +171,8 @@ def default_metrics(loss: Loss, names: tuple[str, ...] = ("loss", "acc"), top_k:
     (D2L 13.7)."""
     made = {"loss": Metric(loss.fn, count=loss.count), "acc": Metric(loss.accuracy, count=loss.count),
             "ppl": Metric(loss.fn, jnp.exp, loss.count), "hit_rate": Metric(partial(hit_rate, top_k=top_k)),
-            "auc": Metric(ranking_auc), "class_err": Metric(class_error), "bbox_mae": Metric(bbox_mae)}
+            "auc": Metric(ranking_auc), "class_err": Metric(class_error), "bbox_mae": Metric(bbox_mae),
+            "top_iou": Metric(top_iou)}
     if loss.squares is not None:
         made["rmse"] = Metric(lambda out, y: loss.squares * loss.fn(out, y), jnp.sqrt, loss.count)
     return {name: made[name] for name in names if name != "acc" or loss.classify}

@@ -15,3 +15,7 @@ def class_error(out: dict[str, jax.Array], y: dict[str, jax.Array]) -> jax.Array
 
 def bbox_mae(out: dict[str, jax.Array], y: dict[str, jax.Array]) -> jax.Array:
     raise NotImplementedError("bbox_mae")
+
+
+def top_iou(out: dict[str, jax.Array], y: dict[str, jax.Array]) -> jax.Array:
+    raise NotImplementedError("top_iou")
