@@ -94,3 +94,48 @@ def test_the_training_step_moves_masks_with_the_images_it_augments():
     assert not np.array_equal(np.asarray(py["mask"]), y["mask"])  # the draw moved some masks
     plain, _ = make_train_step(model._replace(prepare=None), loss, optimizer)(state, Arrays(px, py), key)
     jax.tree_util.tree_map(np.testing.assert_array_equal, with_pipeline.params, plain.params)
+
+
+def bright_box(image: np.ndarray) -> np.ndarray | None:
+    return box_of(image) if (image[..., 0] > 0.5).any() else None
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray | None:
+    return box_of(mask[..., None].astype(np.float32)) if mask.any() else None
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**16), flip=st.booleans(), vertical=st.booleans(), resized=st.booleans(),
+       padding=st.sampled_from([0, 1]))
+def test_boxes_and_masks_move_with_vertical_flips_and_resized_crops(seed, flip, vertical, resized, padding):
+    """Top-bottom flips move boxes and masks exactly. A random resized crop resamples: a
+    rectangle's edge lands between output pixels, so its bright pixels (bilinear, > 0.5) and
+    its mask (nearest label) end within one output pixel of where its box says."""
+    x, targets = rectangles(seed)
+    cfg = AugmentConfig(flip=flip, vertical_flip=vertical, resized_crop=resized, crop_padding=padding,
+                        crop_scale=(0.3, 1.0), crop_ratio=(0.6, 1.6))
+    key = jax.random.PRNGKey(seed)
+    out, moved = augment(x, key, cfg, targets)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(augment(x, key, cfg)))
+    out, moved = np.asarray(out), jax.device_get(moved)
+    h, w = x.shape[1:3]
+    tolerance = np.array([1 / w, 1 / h, 1 / w, 1 / h]) + 1e-6 if resized else 1e-6
+    assert out.shape == x.shape and moved["mask"].shape == targets["mask"].shape
+    for i in range(len(x)):
+        image_box, label_box = bright_box(out[i]), mask_box(moved["mask"][i])
+        if image_box is None or label_box is None:  # the window left the rectangle out (or nearly)
+            continue
+        assert np.all(np.abs(moved["boxes"][i, 0] - image_box) <= tolerance), (moved["boxes"][i, 0], image_box)
+        assert np.all(np.abs(moved["boxes"][i, 0] - label_box) <= tolerance), (moved["boxes"][i, 0], label_box)
+        if not resized:
+            np.testing.assert_array_equal(moved["mask"][i], (out[i, ..., 0] > 0.5).astype(np.int32))
+    assert set(np.unique(moved["mask"])) <= {0, 1}  # labels are picked, never blended
+    np.testing.assert_array_equal(moved["label"], targets["label"])
+
+
+def test_a_vertical_flip_mirrors_a_box_top_to_bottom():
+    from dlrun.core.data.pipeline import vertical_flip_targets
+
+    boxes = np.array([[[0.1, 0.2, 0.4, 0.5]], [[0.1, 0.2, 0.4, 0.5]]], np.float32)
+    moved = vertical_flip_targets(np.array([True, False]), {"boxes": boxes})
+    np.testing.assert_allclose(moved["boxes"][:, 0], [[0.1, 0.5, 0.4, 0.8], [0.1, 0.2, 0.4, 0.5]], atol=1e-7)

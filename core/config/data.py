@@ -6,10 +6,10 @@ from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
 
-from .models import Section
 from .augment import AugmentConfig
 from .detection import DETECTION_DATA
 from .image_folder import IMAGE_FOLDER_DATA
+from .models import Section
 from .recsys import RECSYS_DATA
 from .segmentation import SEGMENTATION_DATA
 
@@ -102,6 +102,22 @@ class FashionMNISTData(Section):
     name: Literal["fashion_mnist"] = "fashion_mnist"
     dir: str | None = None
     resize: int | None = Field(None, gt=0, description="side of the square images the model sees (D2L 8.1: 224)")
+    augment: AugmentConfig = AugmentConfig()
+    num_train: int | None = Field(None, gt=0, description="use the first N training images")
+    num_val: int | None = Field(None, gt=0, description="use the first N test images")
+    batch_size: int = Field(256, gt=0)
+
+
+class CIFAR10Data(Section):
+    """CIFAR-10 from the python batches of `cifar-10-python.tar.gz` (D2L 13.1.2): 50,000
+    training and 10,000 test 32x32 RGB images in [0, 1], ten classes. `resize` (bilinear) and
+    `augment` run on the device per batch."""
+
+    task: ClassVar[str] = "supervised"  # `core.config.metrics`
+    reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
+    name: Literal["cifar10"] = "cifar10"
+    dir: str | None = Field(None, description="the folder holding cifar-10-python.tar.gz")
+    resize: int | None = Field(None, gt=0, description="side of the square images the model sees")
     augment: AugmentConfig = AugmentConfig()
     num_train: int | None = Field(None, gt=0, description="use the first N training images")
     num_val: int | None = Field(None, gt=0, description="use the first N test images")
@@ -249,7 +265,7 @@ class GANImagesData(Section):
 
 
 DataConfig = Annotated[
-    Union[SyntheticRegressionData, PolynomialData, SineData, FashionMNISTData, CSVData, AirfoilData, TimeMachineData,
+    Union[SyntheticRegressionData, PolynomialData, SineData, FashionMNISTData, CIFAR10Data, CSVData, AirfoilData, TimeMachineData,
           FraEngData, GaussianGANData, GANImagesData, *RECSYS_DATA, *IMAGE_FOLDER_DATA, *DETECTION_DATA,
           *SEGMENTATION_DATA],
     Field(discriminator="name"),

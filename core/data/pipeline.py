@@ -1,9 +1,10 @@
 """What happens to a batch of images on the device before the model sees it: a bilinear resize
-(train and evaluation alike) and, in training only, random augmentation (D2L 14.1).
+(train and evaluation alike) and, in training only, random augmentation (D2L 13.1).
 
 The data set stays at its stored size in memory (60,000 Fashion-MNIST images at 224x224 in
 float32 would take 12 GB); each batch is resized where it is used. Augmentation draws from the
 step's key, so the same seed gives the same run and each epoch sees new crops and flips.
+Random resized crops live in `crops`, the colour changes in `colour`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from .colour import colour_jitter
+from .crops import random_resized_crop
 
 
 class Pipeline(NamedTuple):
@@ -60,6 +64,30 @@ def random_flip(key: jax.Array, x: jax.Array, targets: Targets | None = None):
     return flipped, flip_targets(flip[:, 0, 0, 0], targets, x.shape[2])
 
 
+def vertical_flip_targets(flip: jax.Array, targets: Targets | None) -> Targets | None:
+    """The targets of images mirrored top-bottom where `flip` (batch,) is True."""
+    if not targets:
+        return targets
+    out = dict(targets)
+    if "boxes" in out:
+        b = out["boxes"]
+        mirrored = jnp.stack([b[..., 0], 1.0 - b[..., 3], b[..., 2], 1.0 - b[..., 1]], axis=-1)
+        out["boxes"] = jnp.where(flip[:, None, None], mirrored, b)
+    if "mask" in out:
+        out["mask"] = jnp.where(flip[:, None, None], out["mask"][:, ::-1, :], out["mask"])
+    return out
+
+
+def random_vertical_flip(key: jax.Array, x: jax.Array, targets: Targets | None = None):
+    """Mirror each image top-bottom with probability 1/2 (torchvision's `RandomVerticalFlip`);
+    with `targets`, (images, targets) with the boxes and masks mirrored alike."""
+    flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
+    flipped = jnp.where(flip, x[:, ::-1, :, :], x)
+    if targets is None:
+        return flipped
+    return flipped, vertical_flip_targets(flip[:, 0, 0, 0], targets)
+
+
 def random_crop(key: jax.Array, x: jax.Array, padding: int, targets: Targets | None = None):
     """Pad each image with `padding` zeros on every side and cut out its original size at an
     offset drawn per image from [0, 2 padding] along each axis. With `targets`, (images,
@@ -88,26 +116,45 @@ def random_crop(key: jax.Array, x: jax.Array, padding: int, targets: Targets | N
 
 
 def random_brightness(key: jax.Array, x: jax.Array, amount: float) -> jax.Array:
-    """Multiply each image by a factor drawn from [1 - amount, 1 + amount], then clip to [0, 1]
+    """Multiply each image by a factor drawn from [max(0, 1 - amount), 1 + amount], then clip to [0, 1]
     (torchvision's `ColorJitter(brightness=amount)`)."""
-    factor = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype, 1.0 - amount, 1.0 + amount)
+    factor = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype, max(0.0, 1.0 - amount), 1.0 + amount)
     return jnp.clip(x * factor, 0.0, 1.0)
 
 
 def augment(x: jax.Array, key: jax.Array, cfg, targets: Targets | None = None):
-    """Crop, flip, then brightness, as `cfg` (an `AugmentConfig`) switches them on. With
-    `targets`, (images, targets): boxes and masks move with their images, drawn from the same
-    keys, so an image augments alike with or without targets."""
+    """The random resized crop, the padded crop, the left-right and top-bottom flips, then the
+    colour changes, as `cfg` (an `AugmentConfig`) switches them on. With `targets`, (images,
+    targets): boxes and masks move with their images, drawn from the same keys, so an image
+    augments alike with or without targets.
+
+    The keys of the first three (crop, flip, brightness) are those of the first version of
+    this function, and each later change draws from its own `fold_in` of `key`, so a config
+    that switches on only those three augments exactly as it always did."""
     k_crop, k_flip, k_bright = jax.random.split(key, 3)
+    k_resized, k_vflip, k_jitter = (jax.random.fold_in(key, i) for i in (3, 4, 5))
+    pair = targets is not None
+
+    def step(fn, k, *args):
+        nonlocal x, targets
+        if pair:
+            x, targets = fn(k, x, *args, targets=targets)
+        else:
+            x = fn(k, x, *args)
+
+    if cfg.resized_crop:
+        step(random_resized_crop, k_resized, x.shape[1:3], cfg.crop_scale, cfg.crop_ratio)
     if cfg.crop_padding:
-        x = random_crop(k_crop, x, cfg.crop_padding) if targets is None else random_crop(k_crop, x, cfg.crop_padding, targets)
-        x, targets = (x, targets) if targets is None else x
+        step(random_crop, k_crop, cfg.crop_padding)
     if cfg.flip:
-        x = random_flip(k_flip, x) if targets is None else random_flip(k_flip, x, targets)
-        x, targets = (x, targets) if targets is None else x
-    if cfg.brightness:
+        step(random_flip, k_flip)
+    if cfg.vertical_flip:
+        step(random_vertical_flip, k_vflip)
+    if cfg.jitters_colour():
+        x = colour_jitter(k_jitter, k_bright, x, cfg)
+    elif cfg.brightness:
         x = random_brightness(k_bright, x, cfg.brightness)
-    return x if targets is None else (x, targets)
+    return (x, targets) if pair else x
 
 
 def build_pipeline(data_cfg, in_shape: tuple[int, ...]) -> Pipeline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 from .airfoil import airfoil
+from .cifar10 import cifar10
 from .dataset import Dataset
 from .detection import DETECTION_SOURCES
 from .fashion_mnist import fashion_mnist
@@ -31,6 +32,7 @@ DATASETS: dict[str, DataSource] = {
     "polynomial": DataSource(polynomial, seeded=True),
     "sine": DataSource(sine, seeded=True),
     "fashion_mnist": DataSource(fashion_mnist, seeded=False),
+    "cifar10": DataSource(cifar10, seeded=False),
     "csv": DataSource(csv_dataset, seeded=True),
     "airfoil": DataSource(airfoil, seeded=False),  # the validation rows are drawn with the seed
     "time_machine": DataSource(time_machine, seeded=False),
