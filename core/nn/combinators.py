@@ -31,7 +31,7 @@ def _split(key: jax.Array | None, n: int) -> list[jax.Array | None]:
     return list(jax.random.split(key, n)) if key is not None else [None] * n
 
 
-def _composite(kind: str, children: dict[str, Layer], forward: Callable) -> Layer:
+def composite(kind: str, children: dict[str, Layer], forward: Callable) -> Layer:
     """A layer whose children are `children` (by name); `forward(run, x)` computes the output,
     calling `run(name, x)` to apply a child. Keys are split in the children's order, for init
     and apply alike."""
@@ -75,7 +75,7 @@ def serial(*layers: Layer, kind: str = "serial") -> Layer:
             x = run(name, x)
         return x
 
-    return _composite(kind, children, forward)
+    return composite(kind, children, forward)
 
 
 def parallel(*branches: Layer, kind: str = "parallel") -> Layer:
@@ -91,7 +91,7 @@ def parallel(*branches: Layer, kind: str = "parallel") -> Layer:
             return (*outs[0][:-1], sum(o[-1] for o in outs))
         return jnp.concatenate(outs, axis=-1)
 
-    return _composite(kind, children, forward)
+    return composite(kind, children, forward)
 
 
 def residual(body: Layer, projection: Layer | None = None, kind: str = "residual") -> Layer:
@@ -106,7 +106,7 @@ def residual(body: Layer, projection: Layer | None = None, kind: str = "residual
             raise ValueError(f"residual: the body gives {tuple(y)} but the skip connection {tuple(skip)}; add a projection")
         return y if shape_mode else y + skip
 
-    return _composite(kind, children, forward)
+    return composite(kind, children, forward)
 
 
 class Cell(NamedTuple):

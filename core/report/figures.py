@@ -28,6 +28,7 @@ class Pictures(NamedTuple):
     attention: Sequence[Sequence[tuple]] = ()  # attention.png: rows of (title, weights, queries, keys) panels
     samples: Sequence[tuple[int, Any]] = ()  # samples.png: (epoch, what a generator made of fixed noise) per epoch
     real: Any = None  # beside 2-d samples: real examples, for the scatter
+    predictions: Any = None  # detections.png or masks.png: `core.training.predictions.Predictions`
 
 
 class Figures(Protocol):
@@ -39,7 +40,8 @@ class Figures(Protocol):
 
 
 class RunFigures:
-    """curves.png, schedule.png, attention.png and samples.png in the run directory."""
+    """curves.png, schedule.png, attention.png, samples.png and detections.png or masks.png in
+    the run directory."""
 
     def __init__(self) -> None:
         self._loading: threading.Thread | None = None
@@ -65,3 +67,19 @@ class RunFigures:
             plots.plot_heatmaps(run_dir / "attention.png", pictures.attention, f"{title}: attention weights")
         if pictures.samples:
             plots.plot_samples(run_dir / "samples.png", pictures.samples, pictures.real, f"{title}: generated, by epoch")
+        if pictures.predictions is not None:
+            _draw_predictions(run_dir, title, pictures.predictions)
+
+
+def _draw_predictions(run_dir: Path, title: str, predictions) -> None:
+    """A detector's boxes (detections.png) or a segmenter's masks (masks.png) on validation images."""
+    a = predictions.arrays
+    if predictions.kind == "detections":
+        from .detections import plot_detections
+
+        plot_detections(run_dir / "detections.png", a["images"], a["detections"], a["boxes"], a["classes"], a["threshold"],
+                        f"{title}: detections above {a['threshold']:g} (predicted) and the objects (true)")
+    else:
+        from .masks import plot_masks
+
+        plot_masks(run_dir / "masks.png", a["images"], a["true"], a["predicted"], a["colormap"], f"{title}: true and predicted labels")

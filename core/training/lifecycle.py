@@ -31,6 +31,7 @@ from .checkpoint import list_checkpoints
 from .inference import after_training
 from .loop import run_epochs
 from .optimizers import learning_rates
+from .predictions import image_predictions
 from .program import Program
 from .setup import Setup, build_setup
 from .signals import StopFlag
@@ -160,8 +161,10 @@ def close_trial(trial: Trial, setup: Setup, data: Dataset, figures: Figures | No
             schedule = Schedule(learning_rates(cfg, setup.steps_per_epoch), setup.steps_per_epoch, cfg.optimizer.schedule.name)
         samples = trial.snapshots()  # a generator's, after each epoch
         real = data.x_train[:100] if samples and samples[0][1].ndim == 2 else None
-        if schedule is not None or attention or samples:
-            figures.draw(trial.run_dir, cfg.name, Pictures(schedule=schedule, attention=attention, samples=samples, real=real))
+        predictions = image_predictions(setup, trial.state, data)  # a detector's boxes, a segmenter's masks
+        if schedule is not None or attention or samples or predictions is not None:
+            figures.draw(trial.run_dir, cfg.name, Pictures(schedule=schedule, attention=attention, samples=samples, real=real,
+                                                           predictions=predictions))
     save_params(trial.run_dir, trial.state)  # by name, for a run that starts from this one (init_from)
     summary = make_summary(trial.rows, trial.state.params, data, **timings, **extra)
     disk.write_json(trial.run_dir / "summary.json", summary)
