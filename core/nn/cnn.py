@@ -142,7 +142,9 @@ def googlenet(cfg, output_dim: int) -> L.Layer:
     return serial(*stem, *b2, *stages, p.dense(output_dim))
 
 
-def _stem(p: Parts, kind: str, channels: int) -> list[L.Layer]:
+def resnet_stem(p: Parts, kind: str, channels: int) -> list[L.Layer]:
+    """The first layers of a ResNet or DenseNet (and of an FCN's body): 7x7/2 conv, batch norm,
+    ReLU and 3x3/2 max pool for ImageNet-sized images, else a 3x3 conv (and 2x2 pool)."""
     if kind == "imagenet":
         return [p.conv(channels, 7, 3, 2), p.bn(), p.relu(), L.pool2d("max", 3, 2, 1)]
     return [p.conv(channels, 3, 1), p.bn(), p.relu()] + ([L.pool2d("max", 2)] if kind == "small_pooled" else [])
@@ -156,15 +158,22 @@ def residual_block(p: Parts, channels: int, stride: int = 1, project: bool = Fal
     return serial(residual(body, projection), p.relu(), kind="resblock")
 
 
-def resnet(cfg, output_dim: int) -> L.Layer:
-    """D2L 8.6; the default stages give ResNet-18."""
+def resnet_body(cfg) -> list[L.Layer]:
+    """A ResNet's stem and residual blocks, without its global pooling and dense layer (the body
+    an FCN keeps, D2L 13.11): the parameter paths (`conv0`, `bn0`, `resblock0`...) are the same
+    in both, so a trained ResNet's body copies into an FCN by `init_from`."""
     p = Parts(cfg)
     blocks = []
     for i, (channels, n) in enumerate(cfg.stages):
         for j in range(n):
             first_of_later_stage = j == 0 and i > 0
             blocks.append(residual_block(p, channels, 2 if first_of_later_stage else 1, project=first_of_later_stage))
-    return serial(*_stem(p, cfg.stem, cfg.stages[0][0]), *blocks, L.global_avg_pool(), p.dense(output_dim))
+    return [*resnet_stem(p, cfg.stem, cfg.stages[0][0]), *blocks]
+
+
+def resnet(cfg, output_dim: int) -> L.Layer:
+    """D2L 8.6; the default stages give ResNet-18."""
+    return serial(*resnet_body(cfg), L.global_avg_pool(), Parts(cfg).dense(output_dim))
 
 
 def dense_block(p: Parts, convs: int, growth_rate: int) -> L.Layer:
@@ -183,7 +192,7 @@ def transition(p: Parts, channels: int) -> L.Layer:
 def densenet(cfg, output_dim: int) -> L.Layer:
     """D2L 8.7."""
     p = Parts(cfg)
-    layers, channels = _stem(p, cfg.stem, cfg.stem_channels), cfg.stem_channels
+    layers, channels = resnet_stem(p, cfg.stem, cfg.stem_channels), cfg.stem_channels
     for i, convs in enumerate(cfg.blocks):
         layers.append(dense_block(p, convs, cfg.growth_rate))
         channels += convs * cfg.growth_rate

@@ -102,6 +102,8 @@ def after_training(setup: Setup, state: TrainState, data: Dataset, pictures: boo
         translator = setup.model.translator
         panels = attention_panels(translator, state.params, data.meta, list(cfg.sentences)) if pictures and cfg.sentences else []
         return translation_report(translator, state.params, data.meta, cfg.sentences, cfg.beam_size), panels
+    if "val_majority_share" in data.meta:  # a segmentation's pixel accuracy of always guessing the commonest class
+        return {"val_majority_share": data.meta["val_majority_share"]}, []
     return {}, []
 
 
