@@ -21,18 +21,22 @@ def predict(
     val: Annotated[Optional[int], typer.Option(min=1, help="Image classifiers: predict this many validation images.")] = None,
     user: Annotated[Optional[int], typer.Option(min=1, help="Recommenders: the user (numbered from 1, as in u.data) to recommend items to.")] = None,
     top: Annotated[int, typer.Option(min=1, help="Recommenders: how many items to recommend.")] = 10,
+    images: Annotated[Optional[Path], typer.Option(help="Image classifiers: classify every image in this folder (recursively).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="With --images: also write path,label,probability to this CSV file.")] = None,
 ) -> None:
     """Use a trained run's last checkpoint: continue text, translate sentences, label
-    validation images (writing RUN_DIR/predictions.png), or recommend items to a user."""
+    validation images (writing RUN_DIR/predictions.png) or the images of a folder (printing
+    path, label and probability), or recommend items to a user."""
     from dlrun.core.training.inference import continue_text, load_run, model_kind, predict_images, recommend
 
     with guarded(ctx):
         run = load_run(run_dir)
         kind = model_kind(run.setup, run.data)
         given = {"SENTENCES": bool(sentences), "--prefix": prefix is not None, "--tokens": tokens is not None,
-                 "--beam": beam is not None, "--val": val is not None, "--user": user is not None}
+                 "--beam": beam is not None, "--val": val is not None, "--user": user is not None,
+                 "--images": images is not None, "--out": out is not None}
         takes = {"language_model": {"--prefix", "--tokens"}, "translation": {"SENTENCES", "--beam"},
-                 "classifier": {"--val"}, "rating": {"--user"}, "ranking": {"--user"}}.get(kind, set())
+                 "classifier": {"--val", "--images", "--out"}, "rating": {"--user"}, "ranking": {"--user"}}.get(kind, set())
         wrong = [k for k, v in given.items() if v and k not in takes]
         if not takes or wrong:
             what = f"it takes {', '.join(sorted(takes))}" if takes else "dlrun predict has nothing to do with it"
@@ -58,13 +62,35 @@ def predict(
             for source, target in zip(sentences, translate(run.setup.model.translator, run.state.params, run.data.meta,
                                                             sentences, beam)):
                 typer.echo(f"{source} => {' '.join(target)}")
+        elif images is not None:
+            classify_into(run, images, out)
         else:
             from dlrun.core.report.plots import plot_predictions
 
+            if out is not None:
+                raise fail("--out goes with --images (the CSV of a folder's predictions)", 2)
             if val is None:
-                raise fail(f"{run_dir}: an image classifier run; give --val N to label N validation images", 2)
+                raise fail(f"{run_dir}: an image classifier run; give --val N to label N validation images, or --images DIR", 2)
             p = predict_images(run, val)
             plot_predictions(run_dir / "predictions.png", p.images, p.labels, p.predictions,
                              f"{run.cfg.name}: {sum(a == b for a, b in zip(p.labels, p.predictions))}/{len(p.labels)} right")
             typer.echo(f"accuracy on the first {len(p.labels)} validation images: {p.accuracy:.4f}\n"
                        f"wrote {run_dir / 'predictions.png'}")
+
+
+def classify_into(run, images: Path, out: Path | None) -> None:
+    """Print path<TAB>label<TAB>probability for each image under `images` (and write them to
+    `out`); files that are not images are named on stderr."""
+    from dlrun.core import disk
+    from dlrun.core.training.classify import classified_csv, classify_folder
+
+    result = classify_folder(run, images)
+    for path, why in result.bad:
+        typer.echo(f"warning: {path}: not an image ({why}); skipped", err=True)
+    if not result.paths:
+        raise fail(f"{images}: no image could be read", 2)
+    for path, label, p in zip(result.paths, result.labels, result.probabilities):
+        typer.echo(f"{path}\t{label}\t{p:.4f}")
+    if out is not None:
+        disk.write_atomic(out, classified_csv(result))
+        typer.echo(f"wrote {out}", err=True)
