@@ -24,6 +24,7 @@ from .recsys import RECOMMENDERS
 from .rnn import rnn_lm
 from .seq2seq import as_layer, bahdanau, seq2seq
 from .ssd import DETECTORS
+from .torchvision_resnet import resnet18 as torchvision_resnet18
 from .transformer import transformer
 from .vit import vit
 
@@ -139,6 +140,7 @@ MODELS: dict[str, Builder] = {
     "lenet": lenet,
     **{name: image_model(builder) for name, builder in CNNS.items()},
     "vit": image_model(vit),
+    "torchvision_resnet18": image_model(torchvision_resnet18),
     "rnn_lm": sequence_model(rnn_lm),
     **{name: encoder_decoder(name) for name in ENCODER_DECODERS},
     "gan": lambda cfg, spec: gan_model(gan_mlp(cfg, spec)),
