@@ -1,7 +1,8 @@
 """The GPU check: every book-sized config trains for a few steps, then dlrun against PyTorch.
 
 Each config written for a GPU (alexnet, vgg, nin, googlenet, resnet, densenet, vit, transformer,
-dcgan, gan_gaussian and the recommenders' `_lowrank` / `_generated` twins) is built as `dlrun
+dcgan, gan_gaussian, the recommenders' `_lowrank` / `_generated` twins, and chapter 13's TinySSD
+and FCN at the book's sizes on their generated sets) is built as `dlrun
 train` builds it (`core.training.setup`) and its per-step program (`make_batch_fn`, the state
 donated) trains `--steps` steps on batches in the config's own order. Reported per config: the
 seconds of `start_state` (compiling and running the initialisation) and of lowering and compiling
@@ -84,6 +85,15 @@ CHECKS: dict[str, tuple[str, list[str], list[str]]] = {
     "caser_lowrank": ("caser_lowrank.yaml", [], [*LOWRANK, "data.batch_size=64"]),
     "fm_generated": ("fm_generated.yaml", [], ["data.num_train=512", "data.num_val=128", "data.batch_size=64"]),
     "deepfm_generated": ("deepfm_generated.yaml", [], ["data.num_train=512", "data.num_val=128", "data.batch_size=64"]),
+    # chapter 13: the book's networks and sizes on the generated sets in the real formats (the device has no data)
+    "banana_ssd": ("banana_ssd.yaml", ["data.source=generated", "data.num_train=256", "data.num_val=32"],
+                   ["data.size=64", "data.batch_size=8", "data.num_train=32", "data.num_val=8", "model.base_widths=[4, 8, 8]",
+                    "model.widths=[8, 8, 8]"]),
+    "fcn_voc": ("fcn_voc.yaml", ["data.source=generated", "data.generated.num_classes=21", "data.generated.num_train=96",
+                                 "data.generated.num_val=16", "data.generated.min_size=[320, 480]",
+                                 "data.generated.max_size=[352, 512]"],
+                ["data.crop=[64, 64]", "data.batch_size=4", "data.generated.min_size=[64, 64]", "data.generated.max_size=[72, 72]",
+                 "data.generated.num_train=16", "data.generated.num_val=4", "model.stages=[[8, 1], [8, 1], [8, 1], [8, 1]]"]),
 }
 COMPARISONS = ("resnet", "transformer")  # configs timed against PyTorch, each in float32 and bfloat16
 PRECISIONS = ("f32", "bf16")

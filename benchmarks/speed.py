@@ -4,7 +4,8 @@ For each model (softmax regression, MLP 784-256-10, the book's LeNet and BN-LeNe
 ResNet of configs/resnet_cpu.yaml, the CPU-sized ViT of configs/vit_cpu.yaml) on Fashion-MNIST,
 and the sequence models (the concise GRU language model of configs/gru.yaml on The Time
 Machine, the seq2seq and Transformer of configs/seq2seq.yaml and transformer.yaml on
-English-French, found through $DLRUN_DATA_DIR), at its config's batch size, float32, every
+English-French, found through $DLRUN_DATA_DIR; chapter 13's TinySSD and FCN of configs/tiny_ssd_cpu.yaml
+and fcn_cpu.yaml on their generated sets, against `vision_reference.py`), at its config's batch size, float32, every
 implementation runs in its own process (so that peak memory is its own), the
 implementations taking turns round after round (these machines drift by up to 30% within
 minutes). Each process trains one warm-up epoch after compiling, then `--epochs` timed ones.
@@ -43,19 +44,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"softmax": "softmax.yaml", "mlp": "mlp.yaml", "lenet": "lenet.yaml", "bn_lenet": "bn_lenet.yaml",
            "resnet_cpu": "resnet_cpu.yaml", "vit_cpu": "vit_cpu.yaml", "gru_lm": "gru.yaml", "seq2seq": "seq2seq.yaml",
-           "transformer": "transformer.yaml"}
+           "transformer": "transformer.yaml", "tiny_ssd": "tiny_ssd_cpu.yaml", "fcn": "fcn_cpu.yaml"}
 SEQUENCE_MODELS = {"gru_lm", "seq2seq", "transformer"}
+VISION_MODELS = {"tiny_ssd", "fcn"}  # chapter 13: their configs' own generated data sets, at their sizes
 MIN_SEQUENCE_EPOCHS = 10
 IMPLS = ("step", "scan", "torch")
 # Targets of the performance issue (2-core CPU): dlrun / PyTorch speed-up per model, and more
 SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0, "bn_lenet": 1.0, "resnet_cpu": 1.0, "vit_cpu": 1.0, "gru_lm": 1.0, "seq2seq": 1.0,
-                   "transformer": 1.0}
+                   "transformer": 1.0, "tiny_ssd": 1.0, "fcn": 1.0}
 
 
 def load_cfg(model: str, args) -> object:
     from dlrun.core.config import load_config
 
     overrides = ["trainer.progress=none"]
+    if model in VISION_MODELS:  # a generated set is made at its config's size (a new size is a new set)
+        return load_config(ROOT / "configs" / CONFIGS[model], overrides)
     if args.num_train:
         overrides.append(f"data.num_train={args.num_train}")
     if args.num_val:
@@ -89,7 +93,13 @@ def run_dlrun(cfg, data, loop: str, epochs: int) -> dict:
     cost = cost[0] if isinstance(cost, list) else cost  # older jax returns one dict per device
     return {"epoch_seconds": [r["seconds"] for r in result.rows[1:]], "compile_seconds": result.summary["compile_seconds"],
             "flops_per_epoch": float(cost.get("flops", 0.0)) * setup.steps_per_epoch,
-            "val_acc": result.summary["val/acc"], "loop": loop}
+            "val_acc": val_accuracy(result.summary), "loop": loop}
+
+
+def val_accuracy(summary: dict) -> float:
+    """The validation accuracy: of the classes, of the pixels (a segmentation), or of the
+    anchors' classes (a detector: 1 - its class error, D2L 13.7)."""
+    return summary["val/acc"] if "val/acc" in summary else 1.0 - summary["val/class_err"]
 
 
 def worker(args) -> None:
@@ -102,7 +112,13 @@ def worker(args) -> None:
     if args.impl == "torch":
         import torch_reference
 
-        if sequence:
+        if args.model in VISION_MODELS:
+            import vision_reference
+
+            out = (vision_reference.run_ssd(cfg, data, epochs) if args.model == "tiny_ssd" else
+                   vision_reference.run_fcn(vision_reference.fcn_net(cfg.model.stages, cfg.model.stem, data.num_classes),
+                                            cfg, data, epochs))
+        elif sequence:
             out = torch_reference.run_sequence(args.model, cfg, data, epochs)
         else:
             out = torch_reference.run(args.model, cfg.optimizer.lr, cfg.data.batch_size, epochs,
@@ -113,7 +129,7 @@ def worker(args) -> None:
         out["examples"] = data.num_train
         out["tokens"] = data.y_train.size if args.model == "gru_lm" else int(data.y_train[:, -1].sum())
     else:
-        out["examples"] = (len(data.x_train) // cfg.data.batch_size) * cfg.data.batch_size
+        out["examples"] = (len(data.x_train) // cfg.data.batch_size) * cfg.data.batch_size  # whole batches
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print("RESULT " + json.dumps(out))
 
@@ -320,7 +336,7 @@ def to_markdown(results: dict) -> str:
              f"{results['device']} ({results['backend']}, {results['cpu_count']} cores), "
              + ", ".join(f"{k} {val}" for k, val in v.items())
              + f". Fashion-MNIST {results['num_train']} training images at each config's batch size (the sequence "
-             "models: their configs' data), float32; "
+             "models, TinySSD and the FCN: their configs' data; their val acc is of tokens, anchors and pixels), float32; "
              f"{results['epochs']} timed epochs after a warm-up, x {results['rounds']} processes per implementation, "
              f"taking turns. Matmul peak {results['matmul_peak_gflops']:.1f} GFLOP/s.", "",
              "| model | implementation | s/epoch | compile s | examples/s | peak MB | % of matmul peak | val acc | speed-up vs PyTorch |",
