@@ -12,8 +12,9 @@ from .conftest import CONFIGS, ROOT
 from .test_benchmarks import benchmark_module
 
 BOOK_SIZED = ["alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "vit", "transformer", "dcgan", "gan_gaussian",
-              "mf_lowrank", "autorec_lowrank", "neumf_lowrank", "caser_lowrank", "fm_generated", "deepfm_generated"]
-CI_CONFIGS = ["resnet", "gan_gaussian", "mf_lowrank"]  # one of each kind, for CI
+              "mf_lowrank", "autorec_lowrank", "neumf_lowrank", "caser_lowrank", "fm_generated", "deepfm_generated",
+              "banana_ssd", "fcn_voc"]
+CI_CONFIGS = ["resnet", "gan_gaussian", "mf_lowrank", "banana_ssd"]  # one of each kind, for CI
 
 
 @pytest.mark.slow
