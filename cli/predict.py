@@ -20,23 +20,28 @@ def predict(
     beam: Annotated[Optional[int], typer.Option(min=1, help="Translation models: beam size (default: greedy decoding).")] = None,
     val: Annotated[Optional[int], typer.Option(min=1, help="Image classifiers: predict this many validation images.")] = None,
     user: Annotated[Optional[int], typer.Option(min=1, help="Recommenders: the user (numbered from 1, as in u.data) to recommend items to.")] = None,
-    top: Annotated[int, typer.Option(min=1, help="Recommenders: how many items to recommend.")] = 10,
+    top: Annotated[int, typer.Option(min=1, help="Recommenders: how many items to recommend; word embeddings: how many words.")] = 10,
     images: Annotated[Optional[Path], typer.Option(help="Image classifiers: classify every image in this folder (recursively).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="With --images: also write path,label,probability to this CSV file.")] = None,
+    similar: Annotated[Optional[str], typer.Option(help="Word embeddings: the words nearest to this one by cosine.")] = None,
+    analogy: Annotated[Optional[tuple[str, str, str]], typer.Option(
+        help="Word embeddings: A B C, the words d with a : b :: c : d (nearest to b - a + c).")] = None,
 ) -> None:
     """Use a trained run's last checkpoint: continue text, translate sentences, label
     validation images (writing RUN_DIR/predictions.png) or the images of a folder (printing
-    path, label and probability), or recommend items to a user."""
+    path, label and probability), recommend items to a user, or find a word embedding's
+    nearest words and analogies (D2L 14.4.3, 14.7)."""
     from dlrun.core.training.inference import continue_text, load_run, model_kind, predict_images, recommend
 
     with guarded(ctx):
         run = load_run(run_dir)
-        kind = model_kind(run.setup, run.data)
-        given = {"SENTENCES": bool(sentences), "--prefix": prefix is not None, "--tokens": tokens is not None,
+        kind = "word_embedding" if run.cfg.model.name == "skip_gram" else model_kind(run.setup, run.data)
+        given = {"--similar": similar is not None, "--analogy": analogy is not None, "SENTENCES": bool(sentences), "--prefix": prefix is not None, "--tokens": tokens is not None,
                  "--beam": beam is not None, "--val": val is not None, "--user": user is not None,
                  "--images": images is not None, "--out": out is not None}
         takes = {"language_model": {"--prefix", "--tokens"}, "translation": {"SENTENCES", "--beam"},
-                 "classifier": {"--val", "--images", "--out"}, "rating": {"--user"}, "ranking": {"--user"}}.get(kind, set())
+                 "classifier": {"--val", "--images", "--out"}, "rating": {"--user"}, "ranking": {"--user"},
+                 "word_embedding": {"--similar", "--analogy", "--top"}}.get(kind, set())
         wrong = [k for k, v in given.items() if v and k not in takes]
         if not takes or wrong:
             what = f"it takes {', '.join(sorted(takes))}" if takes else "dlrun predict has nothing to do with it"
@@ -46,6 +51,8 @@ def predict(
             data_cfg = run.cfg.data
             typer.echo(continue_text(run.setup, run.state, run.data, prefix if prefix is not None else data_cfg.prefix,
                                      tokens if tokens is not None else data_cfg.predict_tokens))
+        elif kind == "word_embedding":
+            show_neighbours(run, run_dir, similar, analogy, top)
         elif kind in ("rating", "ranking"):
             if user is None:
                 raise fail(f"{run_dir}: a recommender run; give --user U (and --top N) to recommend items", 2)
@@ -76,6 +83,29 @@ def predict(
                              f"{run.cfg.name}: {sum(a == b for a, b in zip(p.labels, p.predictions))}/{len(p.labels)} right")
             typer.echo(f"accuracy on the first {len(p.labels)} validation images: {p.accuracy:.4f}\n"
                        f"wrote {run_dir / 'predictions.png'}")
+
+
+def show_neighbours(run, run_dir: Path, similar: str | None, analogy: tuple[str, str, str] | None, top: int) -> None:
+    """Print the `top` words nearest to `similar` by cosine, and those completing `analogy`,
+    from the run's centre vectors."""
+    from dlrun.core.nn.word2vec import word_vectors
+
+    if similar is None and analogy is None:
+        raise fail(f"{run_dir}: a word embedding run; give --similar WORD or --analogy A B C (and --top N)", 2)
+    vectors = word_vectors(run.state.params, run.data.meta["vocab"])
+    try:  # every word is looked up before anything is printed
+        near = vectors.similar(similar.lower(), top) if similar is not None else None
+        completions = vectors.analogy(*(w.lower() for w in analogy), top) if analogy is not None else None
+    except KeyError as err:
+        raise fail(f"{run_dir}: {err.args[0]}", 2) from None
+    if near is not None:
+        typer.echo(f"nearest to {similar.lower()}:")
+        for word, cos in near:
+            typer.echo(f"  cosine {cos:.3f}: {word}")
+    if completions is not None:
+        typer.echo("{} : {} :: {} :".format(*(w.lower() for w in analogy)))
+        for word, cos in completions:
+            typer.echo(f"  cosine {cos:.3f}: {word}")
 
 
 def classify_into(run, images: Path, out: Path | None) -> None:

@@ -19,6 +19,7 @@ from dlrun.core.errors import ConfigError
 from . import (
     attention,
     augmentation,
+    bpe,
     conv_kernel,
     corpus_stats,
     data_preprocessing,
@@ -32,6 +33,8 @@ from . import (
     polynomial,
     sequence,
     style_transfer,
+    word2vec_data,
+    word_analogy,
 )
 
 
@@ -53,8 +56,9 @@ EXPERIMENTS: dict[str, Experiment] = {
     "nadaraya_watson": Experiment(attention.run_nadaraya_watson, attention.NadarayaWatsonOptions, ("loss", "w")),
     "positional_encoding": Experiment(attention.run_positional_encoding, attention.PositionalEncodingOptions),
     "optimization_toys": Experiment(optimization.run, optimization.OptimizationToysOptions, ("max_difference",)),
-    # chapter 13: each module's own table of name -> (run, options, metrics)
-    **{name: Experiment(*entry) for module in (augmentation, fine_tuning, geometry, image_folders, style_transfer)
+    # chapters 13-14: each module's own table of name -> (run, options, metrics)
+    **{name: Experiment(*entry) for module in (augmentation, bpe, fine_tuning, geometry, image_folders, style_transfer,
+                                                  word2vec_data, word_analogy)
        for name, entry in module.EXPERIMENTS.items()},
 }
 

@@ -14,7 +14,7 @@ def test_clean_keeps_lower_case_letters_and_single_spaces():
     assert clean("The Time-Machine, by H. G. Wells [1898]\n") == "the time machine by h g wells "
     assert tokenize("ab c", "char") == ["a", "b", " ", "c"]
     assert tokenize(" the  time machine ", "word") == ["the", "time", "machine"]
-    with pytest.raises(ValueError, match="char or word"):
+    with pytest.raises(ValueError, match="char, word or bpe"):
         tokenize("x", "byte")
 
 

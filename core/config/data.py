@@ -12,6 +12,7 @@ from .image_folder import IMAGE_FOLDER_DATA
 from .models import Section
 from .recsys import RECSYS_DATA
 from .segmentation import SEGMENTATION_DATA
+from .word2vec import WORD2VEC_DATA
 
 # ---------------------------------------------------------------------------- data
 
@@ -169,8 +170,9 @@ class AirfoilData(Section):
 
 class TimeMachineData(Section):
     """The Time Machine (H. G. Wells) as a language-modelling data set (D2L 9.2-9.3): cleaned to
-    lower-case letters and spaces, `char` or `word` tokens, windows of `num_steps` tokens whose
-    targets are the next tokens.
+    lower-case letters and spaces, `char` or `word` tokens, or `bpe` subwords (D2L 14.6: `merges`
+    merges learned from the text's word frequencies, each word segmented by longest match over
+    the learned symbols), windows of `num_steps` tokens whose targets are the next tokens.
 
     `sampling: windows` (the 1.0 edition): the first `num_train` windows (stride 1) train, the
     `num_val` after them validate, shuffled each epoch. `random` and `sequential` (the 0.16
@@ -180,7 +182,8 @@ class TimeMachineData(Section):
     task: ClassVar[str] = "language_model"  # `core.config.metrics`
     reports: ClassVar[tuple[str, ...]] = ()  # summary keys its runs add
     name: Literal["time_machine"] = "time_machine"
-    token: Literal["char", "word"] = "char"
+    token: Literal["char", "word", "bpe"] = "char"
+    merges: int = Field(200, ge=0, description="bpe: byte-pair merges to learn from the text's words (each adds a subword)")
     num_steps: int = Field(32, gt=0)
     sampling: Literal["windows", "random", "sequential"] = "windows"
     num_train: int = Field(10000, gt=0, description="windows: training windows")
@@ -267,6 +270,6 @@ class GANImagesData(Section):
 DataConfig = Annotated[
     Union[SyntheticRegressionData, PolynomialData, SineData, FashionMNISTData, CIFAR10Data, CSVData, AirfoilData, TimeMachineData,
           FraEngData, GaussianGANData, GANImagesData, *RECSYS_DATA, *IMAGE_FOLDER_DATA, *DETECTION_DATA,
-          *SEGMENTATION_DATA],
+          *SEGMENTATION_DATA, *WORD2VEC_DATA],
     Field(discriminator="name"),
 ]

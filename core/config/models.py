@@ -19,6 +19,7 @@ from .recsys import RECSYS_MODELS
 from .section import Init, Section
 from .segmentation import SEGMENTATION_MODELS
 from .torchvision import TORCHVISION_MODELS
+from .word2vec import WORD2VEC_MODELS
 
 # Model keys whose values live in the training state, not the program: a dropout layer keeps its
 # rate in the model state (`core.nn.layers.dropout`; whether there is one at all is structure),
@@ -289,6 +290,7 @@ class ViTModel(Section):
 ModelConfig = Annotated[
     Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel, BNLeNetModel, AlexNetModel, VGGModel,
           NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel, BahdanauModel, TransformerModel,
-          ViTModel, GANModel, DCGANModel, *RECSYS_MODELS, *DETECTION_MODELS, *SEGMENTATION_MODELS, *TORCHVISION_MODELS],
+          ViTModel, GANModel, DCGANModel, *RECSYS_MODELS, *DETECTION_MODELS, *SEGMENTATION_MODELS, *TORCHVISION_MODELS,
+          *WORD2VEC_MODELS],
     Field(discriminator="name"),
 ]

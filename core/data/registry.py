@@ -17,6 +17,7 @@ from .synthetic import gan_gaussian, polynomial, sine, synthetic_regression
 from .tabular import csv_dataset
 from .text import time_machine
 from .translation import fra_eng
+from .word2vec import WORD2VEC_SOURCES
 
 
 class DataSource(NamedTuple):
@@ -43,7 +44,8 @@ DATASETS: dict[str, DataSource] = {
     "movielens_ranking": DataSource(movielens_ranking, seeded=True),
     "ctr": DataSource(ctr, seeded=True),  # a generated file is drawn with the seed
     # chapter 13's families: each module's own table of (load, seeded)
-    **{name: DataSource(*source) for name, source in {**IMAGE_FOLDER_SOURCES, **DETECTION_SOURCES, **SEGMENTATION_SOURCES}.items()},
+    **{name: DataSource(*source) for name, source in {**IMAGE_FOLDER_SOURCES, **DETECTION_SOURCES, **SEGMENTATION_SOURCES,
+                                                            **WORD2VEC_SOURCES}.items()},
 }
 
 

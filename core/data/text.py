@@ -1,5 +1,6 @@
 """Text as data (D2L 9.2-9.3): cleaning, tokens, a vocabulary, corpus statistics, and The Time
-Machine as a language-modelling data set.
+Machine as a language-modelling data set, of characters, words or byte-pair-encoded subwords
+(D2L 14.6, `core.data.bpe`).
 
 A language-model data set holds every window of `num_steps` tokens of the corpus (stride 1) as
 an example, its target the window shifted by one token. How an epoch walks through them is the
@@ -18,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from . import bpe
 from .dataset import Dataset
 from .files import RemoteFile, find_or_fetch
 from .sampling import Sampling
@@ -37,12 +39,47 @@ def clean_lines(text: str) -> list[str]:
 
 
 def tokenize(text: str, token: str) -> list[str]:
-    """`char`: every character; `word`: the words between spaces."""
+    """`char`: every character; `word`: the words between spaces; `bpe`: the symbols before any
+    merge, each word's characters and `_` (the learned subwords need `encode`)."""
     if token == "char":
         return list(text)
     if token == "word":
         return text.split()
-    raise ValueError(f"unknown token kind '{token}'; expected char or word")
+    if token == "bpe":
+        return [c for word in text.split() for c in word + bpe.END]
+    raise ValueError(f"unknown token kind '{token}'; expected char, word or bpe")
+
+
+def encode(text: str, token: str, vocab: Sequence[str]) -> list[str]:
+    """A cleaned text's tokens as a model of `vocab` reads them: `bpe` segments each word by
+    longest match over the vocabulary's subwords (D2L 14.6); `char` and `word` as `tokenize`."""
+    if token == "bpe":
+        return bpe.encode(text.split(), vocab)
+    return tokenize(text, token)
+
+
+def decode(tokens: Sequence[str], token: str) -> str:
+    """Tokens back to text: characters joined, words joined by spaces, subwords joined with
+    each `_` a space."""
+    if token == "char":
+        return "".join(tokens)
+    if token == "bpe":
+        return bpe.decode(tokens).rstrip()
+    return " ".join(tokens)
+
+
+def subword_corpus(text: str, merges: int) -> tuple[list[str], list[str]]:
+    """A cleaned text as byte-pair-encoded subwords (D2L 14.6): `merges` merges learned from its
+    word frequencies, then every word segmented by longest match over the learned symbols.
+    Returns (tokens, symbols): the symbols most frequent in the tokens first (ties in learned
+    order), `[UNK]` left out (the vocabulary's `<unk>` stands for it)."""
+    words = text.split()
+    symbols = bpe.learn(bpe.word_freqs(words), merges).symbols
+    tokens = bpe.encode(words, symbols)
+    counts = collections.Counter(tokens)
+    distinct = dict.fromkeys(s for s in symbols if s != bpe.UNKNOWN)  # two merges may spell the same symbol
+    ordered = sorted(distinct, key=lambda s: -counts[s])  # stable
+    return tokens, ordered
 
 
 class Vocab:
@@ -97,8 +134,12 @@ def language_model_data(text: str, cfg) -> Dataset:
     validate (1.0). With `sequential` or `random` the first `max_tokens` tokens train (0.16:
     10,000) and the next `num_val` non-overlapping windows of the text validate.
     """
-    corpus_tokens = tokenize(clean(text), cfg.token)
-    vocab = Vocab(corpus_tokens)
+    if cfg.token == "bpe":  # the vocabulary is every learned symbol, seen in the corpus or not
+        corpus_tokens, symbols = subword_corpus(clean(text), cfg.merges)
+        vocab = Vocab(corpus_tokens, reserved=symbols)
+    else:
+        corpus_tokens = tokenize(clean(text), cfg.token)
+        vocab = Vocab(corpus_tokens)
     corpus = np.asarray(vocab.indices(corpus_tokens), np.int32)
     t = cfg.num_steps
     if cfg.sampling == "windows":

@@ -19,6 +19,7 @@ import optax
 
 from ..config.metrics import classifies
 from .ssd_loss import bbox_mae, class_error, ssd_loss, top_iou
+from .word2vec import masked_sigmoid_bce
 
 PerExample = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -154,6 +155,7 @@ LOSSES: dict[str, Loss] = {
     "hinge": Loss(hinge, classify=classifies("hinge")),
     "pixel_cross_entropy": Loss(pixel_cross_entropy, classify=classifies("pixel_cross_entropy"), accuracy=pixel_accuracy),
     "ssd": Loss(ssd_loss, classify=classifies("ssd")),
+    "masked_sigmoid_bce": Loss(masked_sigmoid_bce, classify=classifies("masked_sigmoid_bce")),
 }
 
 

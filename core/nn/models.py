@@ -27,6 +27,7 @@ from .ssd import DETECTORS
 from .torchvision_resnet import resnet18 as torchvision_resnet18
 from .transformer import transformer
 from .vit import vit
+from .word2vec import EMBEDDERS
 
 # builder(cfg, source vocabulary, target vocabulary, steps) -> EncoderDecoder
 ENCODER_DECODERS = {"seq2seq": seq2seq, "bahdanau": bahdanau, "transformer": transformer}
@@ -148,11 +149,12 @@ MODELS: dict[str, Builder] = {
     **RECOMMENDERS,
     **DETECTORS,
     **SEGMENTERS,
+    **EMBEDDERS,
 }
 
 
-# the models whose inputs are named arrays: encoder-decoders and the recommenders of (user, item) ids
-NAMED_INPUTS = frozenset(ENCODER_DECODERS) | {"mf", "neumf", "caser"}
+# the models whose inputs are named arrays: encoder-decoders, the recommenders of (user, item) ids, skip-gram
+NAMED_INPUTS = frozenset(ENCODER_DECODERS) | {"mf", "neumf", "caser", "skip_gram"}
 
 
 def build_model(cfg, spec: BatchSpec) -> Model:

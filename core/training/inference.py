@@ -15,7 +15,7 @@ import numpy as np
 from ..config import Config, load_config, metrics
 from ..data import Dataset, load_dataset
 from ..data.dataset import num_examples
-from ..data.text import clean, tokenize
+from ..data.text import clean, decode, encode
 from ..errors import ConfigError
 from ..nn.rnn import greedy_continuation
 from . import checkpoint
@@ -57,10 +57,9 @@ def continue_text(setup: Setup, state: TrainState, data: Dataset, prefix: str, n
     vocab = data.meta["vocab"]
     index = {t: i for i, t in enumerate(vocab)}
     token = data.meta["token"]
-    tokens = tokenize(clean(prefix), token)
+    tokens = encode(clean(prefix), token, vocab)  # subwords: the longest learned symbols (D2L 14.6)
     ids = greedy_continuation(setup.model.apply, state.params, state.model_state, [index.get(t, 0) for t in tokens], num_tokens)
-    words = [vocab[i] for i in ids]
-    return "".join(words) if token == "char" else " ".join(words)
+    return decode([vocab[i] for i in ids], token)
 
 
 def language_model_sample(setup: Setup, state: TrainState, data: Dataset) -> dict[str, Any]:
@@ -102,6 +101,10 @@ def after_training(setup: Setup, state: TrainState, data: Dataset, pictures: boo
         translator = setup.model.translator
         panels = attention_panels(translator, state.params, data.meta, list(cfg.sentences)) if pictures and cfg.sentences else []
         return translation_report(translator, state.params, data.meta, cfg.sentences, cfg.beam_size), panels
+    if setup.cfg.model.name == "skip_gram":  # nearest neighbours of the configured words (D2L 14.4.3)
+        from ..nn.word2vec import embedding_report
+
+        return embedding_report(setup, state, data), []
     if "val_majority_share" in data.meta:  # a segmentation's pixel accuracy of always guessing the commonest class
         return {"val_majority_share": data.meta["val_majority_share"]}, []
     return {}, []
