@@ -80,3 +80,19 @@ def summarize(layer: Layer, in_shape: tuple[int, ...], max_depth: int | None = N
 
     walk(layer, _shape(in_shape), "", 0)
     return rows
+
+
+def parameter_rows(model) -> list[Row]:
+    """A model that is not one layer (a recommender, skip-gram: `Model.net` is None): a row per
+    parameter array (its path, its shape in the output-shape column), then one for the whole
+    forward pass on one example (its output's shape, or () for several outputs, and FLOPs)."""
+    params, state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    rows = [Row("/".join(str(getattr(k, "key", k)) for k in path), "params", tuple(leaf.shape), int(np.prod(leaf.shape)), 0.0)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(params)]
+    x = example_struct(model.in_shape)
+    forward = jax.jit(lambda p, s, x: model.apply(p, s, x, train=False)[0])
+    out = jax.eval_shape(forward, params, state, x)
+    cost = forward.lower(params, state, x).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    out_shape = tuple(out.shape[1:]) if hasattr(out, "shape") else ()
+    return rows + [Row("forward", "model", out_shape, 0, float((cost or {}).get("flops", 0.0)))]

@@ -27,7 +27,7 @@ from ..nn.losses import LOSSES, Loss, Metric, default_metrics
 from ..nn.models import Model, build_model, with_input, with_targets
 from ..nn.params import path_name
 from ..nn.recsys import with_negatives
-from ..nn.summary import Row, summarize
+from ..nn.summary import Row, parameter_rows, summarize
 from .devices import Devices, resolve
 from .optimizers import build_optimizer, unmatched_groups
 from .parts import PartsOptimizer, make_parts_step
@@ -90,6 +90,8 @@ def network_summary(cfg: Config, data: Dataset, max_depth: int | None = None) ->
     one example as the network receives it (after the input pipeline's resize)."""
     pipeline = build_pipeline(cfg.data, data.input_shape)
     model = build_model(cfg.model, data.spec(pipeline.out_shape))
+    if model.net is None:  # built of functions rather than one layer: its parameters, then the whole forward pass
+        return parameter_rows(model), pipeline.out_shape
     return summarize(model.net, pipeline.out_shape, max_depth), pipeline.out_shape
 
 
