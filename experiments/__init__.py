@@ -19,6 +19,7 @@ from dlrun.core.errors import ConfigError
 from . import (
     attention,
     augmentation,
+    bert_shapes,
     bpe,
     conv_kernel,
     corpus_stats,
@@ -57,8 +58,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "positional_encoding": Experiment(attention.run_positional_encoding, attention.PositionalEncodingOptions),
     "optimization_toys": Experiment(optimization.run, optimization.OptimizationToysOptions, ("max_difference",)),
     # chapters 13-14: each module's own table of name -> (run, options, metrics)
-    **{name: Experiment(*entry) for module in (augmentation, bpe, fine_tuning, geometry, image_folders, style_transfer,
-                                                  word2vec_data, word_analogy)
+    **{name: Experiment(*entry) for module in (augmentation, bert_shapes, bpe, fine_tuning, geometry, image_folders,
+                                                  style_transfer, word2vec_data, word_analogy)
        for name, entry in module.EXPERIMENTS.items()},
 }
 
