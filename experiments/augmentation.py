@@ -22,6 +22,7 @@ from dlrun.core.config import AugmentConfig, Config, ConfigError, Section, deriv
 from dlrun.core.data import pipeline
 from dlrun.core.data.colour import colour_jitter
 from dlrun.core.data.crops import random_resized_crop
+from dlrun.core.data.images import read_photo
 from dlrun.core.report import plots, progress
 
 BOOK_SHAPE_AUG = {"size": (200, 200), "scale": (0.1, 1.0), "ratio": (0.5, 2.0)}  # the book's RandomResizedCrop
@@ -42,23 +43,10 @@ class AugmentationTrainOptions(Section):
 
 
 def load_photo(image: str | None) -> tuple[np.ndarray, str]:
-    """(1, H, W, 3) float32 in [0, 1] and where it came from.
-
-    Raises:
-        ConfigError: a file that cannot be read as an image (named).
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if image is None:
-        from matplotlib import cbook
-
-        image = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    try:
-        with Image.open(image) as im:
-            pixels = np.asarray(im.convert("RGB"), np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as err:
-        raise ConfigError(f"experiment.image: cannot read {image} as an image ({err})") from None
-    return pixels[None], image
+    """(1, H, W, 3) float32 in [0, 1] of `image` or matplotlib's grace_hopper.jpg, and where it
+    came from (`core.data.images.read_photo`)."""
+    pixels, origin = read_photo(image)
+    return pixels[None].astype(np.float32) / 255.0, origin
 
 
 def demos(key: jax.Array, photo: np.ndarray, n: int) -> dict[str, np.ndarray]:

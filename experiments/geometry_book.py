@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dlrun.core.errors import ConfigError
+from dlrun.core.data.images import read_photo
 from dlrun.core.report import plots
 
 BOOK_IMAGE_SIZE = (728, 561)  # the book's catdog.jpg, width x height in pixels
@@ -46,27 +46,10 @@ def summarise(checks: dict[str, float], values: dict[str, Any], book: dict[str, 
 
 
 def photo(image: str | None, size: tuple[int, int] | None = BOOK_IMAGE_SIZE) -> tuple[np.ndarray, str]:
-    """(H, W, 3) uint8 RGB pixels and where they came from: `image`, or the photo that ships with
-    matplotlib (grace_hopper.jpg) standing in for the book's catdog.jpg; resized to `size`
-    (width, height; default the book's 728 x 561) unless None.
-
-    Raises:
-        ConfigError: a file that cannot be read as an image (named).
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if image is None:
-        from matplotlib import cbook
-
-        image = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    try:
-        with Image.open(image) as im:
-            im = im.convert("RGB")
-            if size is not None:
-                im = im.resize(size, Image.Resampling.BILINEAR)
-            return np.asarray(im), image
-    except (OSError, UnidentifiedImageError) as err:
-        raise ConfigError(f"experiment.image: cannot read {image} as an image ({err})") from None
+    """(H, W, 3) uint8 RGB pixels and where they came from: `image`, or matplotlib's
+    grace_hopper.jpg standing in for the book's catdog.jpg, resized to `size` (width, height;
+    default the book's 728 x 561) unless None."""
+    return read_photo(image, size)
 
 
 def show_boxes(ax, boxes: np.ndarray, labels: Sequence[str] | None = None, colors: Sequence[str] = COLORS) -> None:

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import jax
 import numpy as np
 from pydantic import Field
 
@@ -31,6 +30,7 @@ from dlrun.core.data.image_folder import warn_left_out
 from dlrun.core.data.kaggle import id_order, make_fashion_mnist_kaggle, read_csv_labels, reorganise
 from dlrun.core.report import outputs
 from dlrun.core.training.classify import classify_files
+from dlrun.core.training.summary import runtime
 from dlrun.core.training.train import train
 
 
@@ -92,10 +92,7 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
     summary |= {
         "train_seconds": sum(r.summary.get("train_seconds", 0.0) for r, _, _ in results.values()),
         "wall_seconds": time.perf_counter() - t_start,
-        "jax_version": jax.__version__,
-        "device": str(jax.devices()[0].device_kind),
-        "backend": jax.default_backend(),
-    }
+    } | runtime()
     disk.write_json(run_dir / "summary.json", summary)
     return summary
 

@@ -32,6 +32,7 @@ from dlrun.core.nn.losses import LOSSES, Metric
 from dlrun.core.report import outputs, plots, progress
 from dlrun.core.training import inference
 from dlrun.core.training.state import Arrays
+from dlrun.core.training.summary import runtime
 from dlrun.core.training.train import train
 
 if TYPE_CHECKING:
@@ -126,10 +127,7 @@ def run(cfg: Config, run_dir: str | Path, source: str = "config") -> dict[str, A
         summary |= predict_test(cfg, features, y, path, test_path, run_dir, source)
     summary |= {
         "wall_seconds": time.perf_counter() - t_start,
-        "jax_version": jax.__version__,
-        "device": str(jax.devices()[0].device_kind),
-        "backend": jax.default_backend(),
-    }
+    } | runtime()
     disk.write_json(run_dir / "summary.json", summary)
     return summary
 

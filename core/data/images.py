@@ -12,7 +12,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -57,3 +57,27 @@ def read_images(paths: Sequence[Path], size: int, channels: int) -> ImageFiles:
             bad.append((path, str(err) or type(err).__name__))
     stacked = np.stack(images) if images else np.zeros((0, size, size, channels), np.float32)
     return ImageFiles(stacked, tuple(kept), tuple(bad))
+
+
+def read_photo(image: str | None, size: tuple[int, int] | None = None, key: str = "experiment.image") -> tuple[np.ndarray, str]:
+    """(H, W, 3) uint8 RGB pixels of `image`, or of the photo that ships with matplotlib
+    (grace_hopper.jpg, standing in for the book's photos), resized bilinearly to `size`
+    (width, height) unless None; and the path they came from.
+
+    Raises:
+        ConfigError: a file that cannot be read as an image (named, with the config `key`).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if image is None:
+        from matplotlib import cbook
+
+        image = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    try:
+        with Image.open(image) as im:
+            im = im.convert("RGB")
+            if size is not None:
+                im = im.resize(size, Image.Resampling.BILINEAR)
+            return np.asarray(im), image
+    except (OSError, UnidentifiedImageError) as err:
+        raise ConfigError(f"{key}: cannot read {image} as an image ({err})") from None

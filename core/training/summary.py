@@ -36,12 +36,12 @@ def make_summary(rows: list[dict[str, Any]], params: Any, data: Dataset, **extra
         "seconds_per_epoch": float(np.median([r["seconds"] for r in rows])),
     }
     summary |= extra
-    summary |= {
-        "jax_version": jax.__version__,
-        "device": str(jax.devices()[0].device_kind),
-        "backend": jax.default_backend(),
-    }
-    return summary | parameter_report(params, data)
+    return summary | runtime() | parameter_report(params, data)
+
+
+def runtime() -> dict[str, str]:
+    """Where a run ran, for its summary: the jax version, the device kind and the backend."""
+    return {"jax_version": jax.__version__, "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend()}
 
 
 def parameter_report(params: Any, data: Dataset) -> dict[str, Any]:
