@@ -13,7 +13,7 @@ from dlrun.cli.errors import fail, guarded
 def predict(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="A run directory with a checkpoint (from dlrun train).")],
-    sentences: Annotated[Optional[list[str]], typer.Argument(help="Translation models: source sentences to translate.")] = None,
+    sentences: Annotated[Optional[list[str]], typer.Argument(help="Translation models: source sentences to translate; text classifiers: texts to label.")] = None,
     *,
     prefix: Annotated[Optional[str], typer.Option(help="Language models: the text to continue (default: the config's).")] = None,
     tokens: Annotated[Optional[int], typer.Option(min=0, help="Language models: tokens to predict (default: the config's).")] = None,
@@ -30,18 +30,21 @@ def predict(
     """Use a trained run's last checkpoint: continue text, translate sentences, label
     validation images (writing RUN_DIR/predictions.png) or the images of a folder (printing
     path, label and probability), recommend items to a user, or find a word embedding's
-    nearest words and analogies (D2L 14.4.3, 14.7)."""
+    nearest words and analogies (D2L 14.4.3, 14.7), or label texts with a text classifier
+    (printing label, probability and text: D2L 15.2-15.5)."""
     from dlrun.core.training.inference import continue_text, load_run, model_kind, predict_images, recommend
+    from dlrun.core.training.text_inputs import TEXT_INPUTS
 
     with guarded(ctx):
         run = load_run(run_dir)
-        kind = "word_embedding" if run.cfg.model.name == "skip_gram" else model_kind(run.setup, run.data)
+        kind = ("word_embedding" if run.cfg.model.name == "skip_gram" else
+                "text_classifier" if run.cfg.data.name in TEXT_INPUTS else model_kind(run.setup, run.data))
         given = {"--similar": similar is not None, "--analogy": analogy is not None, "SENTENCES": bool(sentences), "--prefix": prefix is not None, "--tokens": tokens is not None,
                  "--beam": beam is not None, "--val": val is not None, "--user": user is not None,
                  "--images": images is not None, "--out": out is not None}
         takes = {"language_model": {"--prefix", "--tokens"}, "translation": {"SENTENCES", "--beam"},
                  "classifier": {"--val", "--images", "--out"}, "rating": {"--user"}, "ranking": {"--user"},
-                 "word_embedding": {"--similar", "--analogy", "--top"}}.get(kind, set())
+                 "word_embedding": {"--similar", "--analogy", "--top"}, "text_classifier": {"SENTENCES"}}.get(kind, set())
         wrong = [k for k, v in given.items() if v and k not in takes]
         if not takes or wrong:
             what = f"it takes {', '.join(sorted(takes))}" if takes else "dlrun predict has nothing to do with it"
@@ -51,6 +54,8 @@ def predict(
             data_cfg = run.cfg.data
             typer.echo(continue_text(run.setup, run.state, run.data, prefix if prefix is not None else data_cfg.prefix,
                                      tokens if tokens is not None else data_cfg.predict_tokens))
+        elif kind == "text_classifier":
+            show_labels(run, run_dir, sentences)
         elif kind == "word_embedding":
             show_neighbours(run, run_dir, similar, analogy, top)
         elif kind in ("rating", "ranking"):
@@ -83,6 +88,16 @@ def predict(
                              f"{run.cfg.name}: {sum(a == b for a, b in zip(p.labels, p.predictions))}/{len(p.labels)} right")
             typer.echo(f"accuracy on the first {len(p.labels)} validation images: {p.accuracy:.4f}\n"
                        f"wrote {run_dir / 'predictions.png'}")
+
+
+def show_labels(run, run_dir: Path, texts: list[str] | None) -> None:
+    """Print label<TAB>probability<TAB>text for each text, as the run's classifier labels it."""
+    from dlrun.core.training.text_inputs import classify_texts
+
+    if not texts:
+        raise fail(f"{run_dir}: a text classifier run; give the texts to label, e.g. \"this movie is so great\"", 2)
+    for text, (label, p) in zip(texts, classify_texts(run, texts)):
+        typer.echo(f"{label}\t{p:.4f}\t{text}")
 
 
 def show_neighbours(run, run_dir: Path, similar: str | None, analogy: tuple[str, str, str] | None, top: int) -> None:

@@ -19,6 +19,7 @@ from dlrun.core.errors import ConfigError
 from . import (
     attention,
     augmentation,
+    bert_nli,
     bert_shapes,
     bpe,
     conv_kernel,
@@ -34,6 +35,7 @@ from . import (
     polynomial,
     sequence,
     style_transfer,
+    text_cnn,
     word2vec_data,
     word_analogy,
 )
@@ -57,9 +59,9 @@ EXPERIMENTS: dict[str, Experiment] = {
     "nadaraya_watson": Experiment(attention.run_nadaraya_watson, attention.NadarayaWatsonOptions, ("loss", "w")),
     "positional_encoding": Experiment(attention.run_positional_encoding, attention.PositionalEncodingOptions),
     "optimization_toys": Experiment(optimization.run, optimization.OptimizationToysOptions, ("max_difference",)),
-    # chapters 13-14: each module's own table of name -> (run, options, metrics)
-    **{name: Experiment(*entry) for module in (augmentation, bert_shapes, bpe, fine_tuning, geometry, image_folders,
-                                                  style_transfer, word2vec_data, word_analogy)
+    # chapters 13-15: each module's own table of name -> (run, options, metrics)
+    **{name: Experiment(*entry) for module in (augmentation, bert_nli, bert_shapes, bpe, fine_tuning, geometry, image_folders,
+                                                  style_transfer, text_cnn, word2vec_data, word_analogy)
        for name, entry in module.EXPERIMENTS.items()},
 }
 

@@ -214,7 +214,8 @@ def report(run_dir: Path, results: dict[str, Any], opts: FineTuningOptions) -> d
     return summary
 
 
-def plot_val_acc(path: Path, curves: dict[str, list[dict[str, Any]]]) -> None:
+def plot_val_acc(path: Path, curves: dict[str, list[dict[str, Any]]],
+                 title: str = "D2L 13.2: fine-tuned vs from scratch") -> None:
     """Validation accuracy against epoch, one line per run on the target."""
     from matplotlib.figure import Figure
 
@@ -226,7 +227,7 @@ def plot_val_acc(path: Path, curves: dict[str, list[dict[str, Any]]]) -> None:
     ax.set_ylabel("val acc")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("D2L 13.2: fine-tuned vs from scratch")
+    ax.set_title(title)
     plots.write_figure(path, fig)
 
 

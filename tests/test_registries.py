@@ -195,7 +195,8 @@ LOSS_RUNS = {
 LOSSES_TRAINED_ELSEWHERE = {"masked_cross_entropy": "tests/test_seq2seq.py", "binary_cross_entropy": "tests/test_recsys.py",
                             "masked_squared_error": "tests/test_recsys.py", "bpr": "tests/test_recsys.py",
                             "hinge": "tests/test_recsys.py", "ssd": "tests/test_ssd.py",
-                            "pixel_cross_entropy": "tests/test_fcn.py", "masked_sigmoid_bce": "tests/test_word2vec.py"}
+                            "pixel_cross_entropy": "tests/test_fcn.py", "masked_sigmoid_bce": "tests/test_word2vec.py",
+                            "bert_pretraining": "tests/test_bert_pretrain.py"}
 
 
 def test_every_loss_has_a_training_run():

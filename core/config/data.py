@@ -7,12 +7,8 @@ from typing import Annotated, ClassVar, Literal, Union
 from pydantic import Field, model_validator
 
 from .augment import AugmentConfig
-from .detection import DETECTION_DATA
-from .image_folder import IMAGE_FOLDER_DATA
+from .families import FAMILY_DATA
 from .models import Section
-from .recsys import RECSYS_DATA
-from .segmentation import SEGMENTATION_DATA
-from .word2vec import WORD2VEC_DATA
 
 # ---------------------------------------------------------------------------- data
 
@@ -269,7 +265,6 @@ class GANImagesData(Section):
 
 DataConfig = Annotated[
     Union[SyntheticRegressionData, PolynomialData, SineData, FashionMNISTData, CIFAR10Data, CSVData, AirfoilData, TimeMachineData,
-          FraEngData, GaussianGANData, GANImagesData, *RECSYS_DATA, *IMAGE_FOLDER_DATA, *DETECTION_DATA,
-          *SEGMENTATION_DATA, *WORD2VEC_DATA],
+          FraEngData, GaussianGANData, GANImagesData, *FAMILY_DATA],
     Field(discriminator="name"),
 ]

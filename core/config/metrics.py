@@ -24,7 +24,8 @@ def classifies(loss_name: str) -> bool:
 def task(cfg: Any) -> str:
     """`language_model`, `translation`, `adversarial` (a GAN's examples), `rating` (explicit
     ratings, D2L 16.3), `ranking` (implicit feedback, D2L 16.5), `detection` (boxes, D2L 13.6),
-    `segmentation` (per-pixel labels, D2L 13.9) or `supervised`: what the data section's
+    `segmentation` (per-pixel labels, D2L 13.9), `bert_pretraining` (masked tokens and sentence
+    pairs, D2L 14.10) or `supervised`: what the data section's
     examples are for."""
     return type(cfg.data).task
 
@@ -38,6 +39,8 @@ def split_metrics(cfg: Any, split: str = "val") -> tuple[str, ...]:
         return ("loss",) if split == "train" else ("hit_rate", "auc")
     if task(cfg) == "detection":  # over the anchors, as the book's training prints them (D2L 13.7)
         return ("loss", "class_err", "bbox_mae", "top_iou")  # and the best detection's IoU with the object
+    if task(cfg) == "bert_pretraining":  # the sum and its two terms, as the book prints them (D2L 14.10)
+        return ("loss", "mlm_loss", "nsp_loss")
     names = ["loss"]
     if classifies(cfg.loss.name):
         names.append("acc")
@@ -60,6 +63,8 @@ def target(cfg: Any) -> tuple[str, str]:
     and regression, accuracy for the other classifiers."""
     if task(cfg) == "adversarial":  # no split says which GAN is best; the generator's loss is a convention
         return "train/loss_G", "min"
+    if task(cfg) == "bert_pretraining":  # pretraining has no held-out split (D2L 14.10)
+        return "train/loss", "min"
     if task(cfg) in ("rating", "ranking", "detection"):
         metric = {"rating": "val/rmse", "ranking": "val/hit_rate", "detection": "val/class_err"}[task(cfg)]
         return metric, mode(metric)

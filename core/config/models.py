@@ -13,13 +13,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from .detection import DETECTION_MODELS
+from .families import FAMILY_MODELS
 from .generative import DCGANModel, GANModel
-from .recsys import RECSYS_MODELS
 from .section import Init, Section
-from .segmentation import SEGMENTATION_MODELS
-from .torchvision import TORCHVISION_MODELS
-from .word2vec import WORD2VEC_MODELS
 
 # Model keys whose values live in the training state, not the program: a dropout layer keeps its
 # rate in the model state (`core.nn.layers.dropout`; whether there is one at all is structure),
@@ -290,7 +286,6 @@ class ViTModel(Section):
 ModelConfig = Annotated[
     Union[LinearRegressionModel, SoftmaxRegressionModel, MLPModel, LeNetModel, BNLeNetModel, AlexNetModel, VGGModel,
           NiNModel, GoogLeNetModel, ResNetModel, DenseNetModel, RNNLMModel, Seq2SeqModel, BahdanauModel, TransformerModel,
-          ViTModel, GANModel, DCGANModel, *RECSYS_MODELS, *DETECTION_MODELS, *SEGMENTATION_MODELS, *TORCHVISION_MODELS,
-          *WORD2VEC_MODELS],
+          ViTModel, GANModel, DCGANModel, *FAMILY_MODELS],
     Field(discriminator="name"),
 ]

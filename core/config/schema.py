@@ -30,11 +30,13 @@ class LossConfig(Section):
     mean over an image's pixels of their cross-entropy (a segmentation's mask, D2L 13.11); ssd is
     the detector's anchor-class cross-entropy plus the masked L1 of its box offsets (D2L 13.7);
     masked_sigmoid_bce is skip-gram's sigmoid cross-entropy over each centre word's context and
-    noise words, padding masked out (D2L 14.4.2)."""
+    noise words, padding masked out (D2L 14.4.2); bert_pretraining is BERT's masked-token
+    cross-entropy (over each example's predicted positions) plus its next-sentence cross-entropy,
+    each reported beside the sum (D2L 14.10)."""
 
     name: Literal["squared_error", "mse", "cross_entropy", "masked_cross_entropy", "binary_cross_entropy",
                   "masked_squared_error", "bpr", "hinge", "pixel_cross_entropy", "ssd",
-                  "masked_sigmoid_bce"] = "cross_entropy"  # classifying: `metrics`
+                  "masked_sigmoid_bce", "bert_pretraining"] = "cross_entropy"  # classifying: `metrics`
     l2_penalty: float = Field(0.0, ge=0, description="lambda: adds lambda/2 ||w||^2 of the weights (D2L 4.5)")
 
 

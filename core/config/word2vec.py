@@ -23,6 +23,7 @@ class PTBWord2VecData(Section):
     # the seed draws which tokens subsampling keeps, so how many examples there are: trials of
     # other seeds cannot share one program
     program_depends_on_seed: ClassVar[bool] = True
+    quick: ClassVar[dict[str, int]] = {"num_sentences": 2000, "batch_size": 64}  # `dlrun reproduce --quick`
     name: Literal["ptb_word2vec"] = "ptb_word2vec"
     file: str | None = Field(None, description="read this ptb.zip (or extracted ptb.train.txt) instead of the data directory's")
     dir: str | None = None

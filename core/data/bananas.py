@@ -170,7 +170,7 @@ def write_split(folder: Path, rng: np.random.Generator, count: int, scenes: list
     lines = [",".join(HEADER)]
     for i in range(count):
         image, _, box = generated_example(rng, scenes)
-        Image.fromarray(image).save(folder / "images" / f"{i}.png")
+        Image.fromarray(image).save(folder / "images" / f"{i}.png", compress_level=1)  # pixels as any level: 5x faster to write
         lines.append(f"{i}.png,0,{box[0]},{box[1]},{box[2]},{box[3]}")
     (folder / "label.csv").write_text("\n".join(lines) + "\n")
 

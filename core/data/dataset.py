@@ -55,4 +55,5 @@ class Dataset(NamedTuple):
         as stored)."""
         shape = input_shape if input_shape is not None else self.input_shape
         shape = dict(shape) if isinstance(shape, dict) else tuple(shape)
-        return BatchSpec(shape, self.output_dim, self.num_classes, self.source_vocab, carry_batch, self.id_counts)
+        vocab = tuple(self.meta["vocab"]) if "vocab" in self.meta else None
+        return BatchSpec(shape, self.output_dim, self.num_classes, self.source_vocab, carry_batch, self.id_counts, vocab)

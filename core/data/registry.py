@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 from .airfoil import airfoil
+from .bert_pretrain import BERT_SOURCES
 from .cifar10 import cifar10
 from .dataset import Dataset
 from .detection import DETECTION_SOURCES
 from .fashion_mnist import fashion_mnist
 from .gan_images import gan_images
 from .image_folder import IMAGE_FOLDER_SOURCES
+from .nli import NLI_SOURCES
 from .recommend import ctr, movielens, movielens_ranking
 from .segmentation import SEGMENTATION_SOURCES
+from .sentiment import SENTIMENT_SOURCES
 from .synthetic import gan_gaussian, polynomial, sine, synthetic_regression
 from .tabular import csv_dataset
 from .text import time_machine
@@ -43,9 +46,10 @@ DATASETS: dict[str, DataSource] = {
     "movielens": DataSource(movielens, seeded=True),  # a random split, or generated ratings
     "movielens_ranking": DataSource(movielens_ranking, seeded=True),
     "ctr": DataSource(ctr, seeded=True),  # a generated file is drawn with the seed
-    # chapter 13's families: each module's own table of (load, seeded)
+    # chapters 13-15's families: each module's own table of (load, seeded)
     **{name: DataSource(*source) for name, source in {**IMAGE_FOLDER_SOURCES, **DETECTION_SOURCES, **SEGMENTATION_SOURCES,
-                                                            **WORD2VEC_SOURCES}.items()},
+                                                            **WORD2VEC_SOURCES, **SENTIMENT_SOURCES, **NLI_SOURCES,
+                                                            **BERT_SOURCES}.items()},
 }
 
 

@@ -87,7 +87,7 @@ def write_voc_tree(voc_dir: Path, images: dict[str, list[tuple[str, np.ndarray, 
     for split, triples in images.items():
         for name, image, labels in triples:
             Image.fromarray(image).save(voc_dir / "JPEGImages" / f"{name}.jpg", quality=95)
-            Image.fromarray(palette[labels]).save(voc_dir / "SegmentationClass" / f"{name}.png")
+            Image.fromarray(palette[labels]).save(voc_dir / "SegmentationClass" / f"{name}.png", compress_level=1)
         (voc_dir / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{n}\n" for n, _, _ in triples))
 
 

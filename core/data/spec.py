@@ -5,7 +5,8 @@ from a bag of loose facts: the shape of one example as the network receives it (
 pipeline's resize), the size of the output (classes, a target vocabulary, regression outputs),
 the source vocabulary of a translation's inputs, the batch whose hidden state carries over
 from batch to batch (sequential partitioning, D2L 9.3), and how many ids each input of ids
-ranges over (a recommender's users and items, D2L 16).
+ranges over (a recommender's users and items, D2L 16), and the input tokens' vocabulary (pretrained
+word vectors are looked up by word, D2L 15.2).
 """
 
 from __future__ import annotations
@@ -20,3 +21,4 @@ class BatchSpec(NamedTuple):
     source_vocab: int | None = None  # a translation's source vocabulary
     carry_batch: int | None = None  # the training batch, when hidden states carry across batches
     id_counts: dict[str, int] | None = None  # ids of each named input of ids (users, items; "x": an unnamed one)
+    vocab: tuple[str, ...] | None = None  # the input tokens by id, for a text model's pretrained embeddings

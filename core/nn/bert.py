@@ -58,7 +58,7 @@ def get_tokens_and_segments(tokens_a: list[str], tokens_b: list[str] | None = No
     return tokens, segments
 
 
-def _torch_dense(features: int) -> L.Layer:
+def torch_dense(features: int) -> L.Layer:
     """A dense layer on the last axis with nn.Linear's initialisation: weights and bias
     U(+-1/sqrt(fan_in)) (`transformer.dense_init`); params `w` (n_in, features), `b`."""
 
@@ -75,17 +75,17 @@ def layer_norm_layer() -> L.Layer:
 
 def mask_lm_mlp(vocab: int, num_mlm_hiddens: int) -> L.Layer:
     """MaskLM's MLP (D2L 14.8.4.1): (batch, P, d) -> (batch, P, vocab)."""
-    return K.serial(_torch_dense(num_mlm_hiddens), L.activation("relu"), layer_norm_layer(), _torch_dense(vocab))
+    return K.serial(torch_dense(num_mlm_hiddens), L.activation("relu"), layer_norm_layer(), torch_dense(vocab))
 
 
 def nsp_hidden(num_hiddens: int) -> L.Layer:
     """`BERTModel.hidden`: dense(num_hiddens) and tanh on the `<cls>` encoding (batch, d)."""
-    return K.serial(_torch_dense(num_hiddens), L.activation("tanh"))
+    return K.serial(torch_dense(num_hiddens), L.activation("tanh"))
 
 
 def nsp_output() -> L.Layer:
     """NextSentencePred (D2L 14.8.4.2): dense(2), (batch, d_in) -> (batch, 2)."""
-    return _torch_dense(2)
+    return torch_dense(2)
 
 
 def gather_positions(x: jax.Array, pred_positions: jax.Array) -> jax.Array:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from ..config.metrics import classifies
+from .bert_models import BERT_LOSS_PARTS, bert_pretraining_loss
 from .ssd_loss import bbox_mae, class_error, ssd_loss, top_iou
 from .word2vec import masked_sigmoid_bce
 
@@ -140,6 +141,7 @@ class Loss(NamedTuple):
     count: Count | None = None  # with it, the loss is averaged over tokens, not examples
     accuracy: PerExample = accuracy
     squares: float | None = None  # loss x squares = the squared error, for an RMSE (None: the loss is not one)
+    parts: tuple[tuple[str, PerExample], ...] = ()  # a sum's terms, each reported beside it (BERT's MLM and NSP)
 
 
 # whether a loss classifies is the config's fact (`core.config.metrics`, which needs no JAX)
@@ -156,6 +158,7 @@ LOSSES: dict[str, Loss] = {
     "pixel_cross_entropy": Loss(pixel_cross_entropy, classify=classifies("pixel_cross_entropy"), accuracy=pixel_accuracy),
     "ssd": Loss(ssd_loss, classify=classifies("ssd")),
     "masked_sigmoid_bce": Loss(masked_sigmoid_bce, classify=classifies("masked_sigmoid_bce")),
+    "bert_pretraining": Loss(bert_pretraining_loss, classify=classifies("bert_pretraining"), parts=BERT_LOSS_PARTS),
 }
 
 
@@ -175,6 +178,7 @@ def default_metrics(loss: Loss, names: tuple[str, ...] = ("loss", "acc"), top_k:
             "ppl": Metric(loss.fn, jnp.exp, loss.count), "hit_rate": Metric(partial(hit_rate, top_k=top_k)),
             "auc": Metric(ranking_auc), "class_err": Metric(class_error), "bbox_mae": Metric(bbox_mae),
             "top_iou": Metric(top_iou)}
+    made |= {name: Metric(fn) for name, fn in loss.parts}
     if loss.squares is not None:
         made["rmse"] = Metric(lambda out, y: loss.squares * loss.fn(out, y), jnp.sqrt, loss.count)
     return {name: made[name] for name in names if name != "acc" or loss.classify}

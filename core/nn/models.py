@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from ..data.spec import BatchSpec
 from . import layers as L
+from .bert_models import BERT_MODELS
 from .cnn import CNNS
 from .combinators import serial
 from .conv import default_conv_impl
@@ -20,8 +21,10 @@ from .fcn import SEGMENTERS
 from .gan import gan_mlp, gan_snapshot
 from .init import WEIGHT_INITS
 from .model import Model, from_layer, pipeline_key, with_input, with_targets  # noqa: F401 - the model's names, here too
+from .nli import NLI_MODELS
 from .recsys import RECOMMENDERS
 from .rnn import rnn_lm
+from .sentiment import TEXT_CLASSIFIERS
 from .seq2seq import as_layer, bahdanau, seq2seq
 from .ssd import DETECTORS
 from .torchvision_resnet import resnet18 as torchvision_resnet18
@@ -150,11 +153,15 @@ MODELS: dict[str, Builder] = {
     **DETECTORS,
     **SEGMENTERS,
     **EMBEDDERS,
+    **TEXT_CLASSIFIERS,
+    **NLI_MODELS,
+    **BERT_MODELS,
 }
 
 
-# the models whose inputs are named arrays: encoder-decoders, the recommenders of (user, item) ids, skip-gram
-NAMED_INPUTS = frozenset(ENCODER_DECODERS) | {"mf", "neumf", "caser", "skip_gram"}
+# the models whose inputs are named arrays: encoder-decoders, the recommenders of (user, item) ids, skip-gram,
+# inference's (premise, hypothesis) pairs and BERT's (tokens, segments, valid lengths)
+NAMED_INPUTS = frozenset(ENCODER_DECODERS) | {"mf", "neumf", "caser", "skip_gram"} | set(NLI_MODELS) | set(BERT_MODELS)
 
 
 def build_model(cfg, spec: BatchSpec) -> Model:

@@ -105,7 +105,7 @@ def select(configs: Path, targets: Sequence[str]) -> list[Entry]:
 
 def quick_overrides(cfg: Config) -> list[str]:
     """A reduced size for `--quick`: one epoch, and fewer examples where the data section counts
-    them."""
+    them (`num_train`, `num_val`, or the keys and most values of its `quick` table)."""
     overrides = [f"trainer.epochs={min(cfg.trainer.epochs, QUICK_EPOCHS)}"]
     data = cfg.data
     fields = type(data).model_fields
@@ -114,6 +114,9 @@ def quick_overrides(cfg: Config) -> list[str]:
             overrides.append(f"data.{key}={most}")
     if "num_train" in fields and data.batch_size > QUICK_BATCH:
         overrides.append(f"data.batch_size={QUICK_BATCH}")
+    for key, most in getattr(type(data), "quick", {}).items():  # a family's own counts (sentences, paragraphs, steps)
+        if getattr(data, key) is None or getattr(data, key) > most:
+            overrides.append(f"data.{key}={most}")
     return overrides
 
 

@@ -101,6 +101,8 @@ def after_training(setup: Setup, state: TrainState, data: Dataset, pictures: boo
         translator = setup.model.translator
         panels = attention_panels(translator, state.params, data.meta, list(cfg.sentences)) if pictures and cfg.sentences else []
         return translation_report(translator, state.params, data.meta, cfg.sentences, cfg.beam_size), panels
+    if kind == "bert_pretraining" and rows:  # the book prints the means over every step (D2L 14.10)
+        return {f"all_steps/{k}": float(np.mean([r[f"train/{k}"] for r in rows])) for k in ("mlm_loss", "nsp_loss")}, []
     if setup.cfg.model.name == "skip_gram":  # nearest neighbours of the configured words (D2L 14.4.3)
         from ..nn.word2vec import embedding_report
 

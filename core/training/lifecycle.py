@@ -23,6 +23,7 @@ import jax
 from .. import disk
 from ..config import Config, to_yaml
 from ..data import Dataset
+from ..data.vocab_file import save_vocab
 from ..nn.losses import Metric
 from ..report.figures import Figures, Pictures, Schedule
 from ..report.progress import Reporter
@@ -166,6 +167,8 @@ def close_trial(trial: Trial, setup: Setup, data: Dataset, figures: Figures | No
             figures.draw(trial.run_dir, cfg.name, Pictures(schedule=schedule, attention=attention, samples=samples, real=real,
                                                            predictions=predictions))
     save_params(trial.run_dir, trial.state)  # by name, for a run that starts from this one (init_from)
+    if "vocab" in data.meta:  # and the tokens its ids stand for, for one that reads text as this one did
+        save_vocab(trial.run_dir, data.meta["vocab"])
     summary = make_summary(trial.rows, trial.state.params, data, **timings, **extra)
     disk.write_json(trial.run_dir / "summary.json", summary)
     return summary

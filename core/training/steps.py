@@ -71,6 +71,7 @@ def make_train_step(
         metrics["finite"] = jnp.isfinite(metrics["loss"]) & jnp.isfinite(optax.tree.norm(grads))
         if loss.classify:
             metrics["acc"] = mean(loss.accuracy(out, batch.y), batch)
+        metrics |= {name: mean(fn(out, batch.y), batch) for name, fn in loss.parts}
         return TrainState(params, opt_state, model_state, state.step + 1), metrics
 
     return train_step
