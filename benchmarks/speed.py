@@ -5,7 +5,10 @@ ResNet of configs/resnet_cpu.yaml, the CPU-sized ViT of configs/vit_cpu.yaml) on
 and the sequence models (the concise GRU language model of configs/gru.yaml on The Time
 Machine, the seq2seq and Transformer of configs/seq2seq.yaml and transformer.yaml on
 English-French, found through $DLRUN_DATA_DIR; chapter 13's TinySSD and FCN of configs/tiny_ssd_cpu.yaml
-and fcn_cpu.yaml on their generated sets, against `vision_reference.py`), at its config's batch size, float32, every
+and fcn_cpu.yaml on their generated sets, against `vision_reference.py`; chapter 14's skip-gram word2vec of
+configs/word2vec.yaml on the first `--num-sentences` PTB sentences and BERT pretraining of
+configs/bert_pretrain_ptb.yaml, its epochs of `data.steps_per_epoch` batches, against `nlp_reference.py`),
+at its config's batch size, float32, every
 implementation runs in its own process (so that peak memory is its own), the
 implementations taking turns round after round (these machines drift by up to 30% within
 minutes). Each process trains one warm-up epoch after compiling, then `--epochs` timed ones.
@@ -13,12 +16,14 @@ minutes). Each process trains one warm-up epoch after compiling, then `--epochs`
     python benchmarks/speed.py                           # full data, 3 timed epochs, 2 rounds
     python benchmarks/speed.py --models lenet --rounds 1 # one model
     DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models gru_lm,seq2seq,transformer --no-cli
+    DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models word2vec,bert --no-cli --tag chapter14
 
 Reported per model and implementation: seconds per epoch (median over all timed epochs),
 compile seconds, examples per second, peak resident memory, the validation accuracy reached
 (the same number of epochs for all; for the sequence models the token accuracy, and tokens per
 second: the language model's predicted tokens, seq2seq's valid target tokens, as the book
-counts them; their epochs are short, so at least 10 are timed), and the fraction of this machine's matmul peak the epoch
+counts them; their epochs are short, so at least 10 are timed; word2vec and BERT have no validation
+split: their last epoch's training loss instead), and the fraction of this machine's matmul peak the epoch
 reaches (FLOPs of one step from XLA's cost analysis, times the steps; the peak measured here
 with a 2048^3 float32 matmul). Also `dlrun --help` start-up time and a one-epoch `dlrun train`'s
 wall time and fixed overhead, first run (empty caches) and second run side by side. Writes benchmarks/results/<machine>-<date>.json and .md. PyTorch is optional
@@ -44,14 +49,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"softmax": "softmax.yaml", "mlp": "mlp.yaml", "lenet": "lenet.yaml", "bn_lenet": "bn_lenet.yaml",
            "resnet_cpu": "resnet_cpu.yaml", "vit_cpu": "vit_cpu.yaml", "gru_lm": "gru.yaml", "seq2seq": "seq2seq.yaml",
-           "transformer": "transformer.yaml", "tiny_ssd": "tiny_ssd_cpu.yaml", "fcn": "fcn_cpu.yaml"}
+           "transformer": "transformer.yaml", "tiny_ssd": "tiny_ssd_cpu.yaml", "fcn": "fcn_cpu.yaml",
+           "word2vec": "word2vec.yaml", "bert": "bert_pretrain_ptb.yaml"}
 SEQUENCE_MODELS = {"gru_lm", "seq2seq", "transformer"}
 VISION_MODELS = {"tiny_ssd", "fcn"}  # chapter 13: their configs' own generated data sets, at their sizes
+PRETRAINING_MODELS = {"word2vec", "bert"}  # chapter 14: PTB through $DLRUN_DATA_DIR, named inputs, no validation split
 MIN_SEQUENCE_EPOCHS = 10
 IMPLS = ("step", "scan", "torch")
 # Targets of the performance issue (2-core CPU): dlrun / PyTorch speed-up per model, and more
 SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0, "bn_lenet": 1.0, "resnet_cpu": 1.0, "vit_cpu": 1.0, "gru_lm": 1.0, "seq2seq": 1.0,
-                   "transformer": 1.0, "tiny_ssd": 1.0, "fcn": 1.0}
+                   "transformer": 1.0, "tiny_ssd": 1.0, "fcn": 1.0, "word2vec": 1.0, "bert": 1.0}
 
 
 def load_cfg(model: str, args) -> object:
@@ -60,6 +67,10 @@ def load_cfg(model: str, args) -> object:
     overrides = ["trainer.progress=none"]
     if model in VISION_MODELS:  # a generated set is made at its config's size (a new size is a new set)
         return load_config(ROOT / "configs" / CONFIGS[model], overrides)
+    if model == "word2vec":  # the first sentences of PTB (its vocabulary of words seen 10 times among them)
+        return load_config(ROOT / "configs" / CONFIGS[model], [*overrides, f"data.num_sentences={args.num_sentences}"])
+    if model == "bert":
+        return load_config(ROOT / "configs" / CONFIGS[model], [*overrides, f"data.steps_per_epoch={args.bert_steps}"])
     if args.num_train:
         overrides.append(f"data.num_train={args.num_train}")
     if args.num_val:
@@ -93,13 +104,16 @@ def run_dlrun(cfg, data, loop: str, epochs: int) -> dict:
     cost = cost[0] if isinstance(cost, list) else cost  # older jax returns one dict per device
     return {"epoch_seconds": [r["seconds"] for r in result.rows[1:]], "compile_seconds": result.summary["compile_seconds"],
             "flops_per_epoch": float(cost.get("flops", 0.0)) * setup.steps_per_epoch,
-            "val_acc": val_accuracy(result.summary), "loop": loop}
+            "val_acc": val_accuracy(result.summary), "train_loss": result.rows[-1]["train/loss"], "loop": loop}
 
 
-def val_accuracy(summary: dict) -> float:
+def val_accuracy(summary: dict) -> float | None:
     """The validation accuracy: of the classes, of the pixels (a segmentation), or of the
-    anchors' classes (a detector: 1 - its class error, D2L 13.7)."""
-    return summary["val/acc"] if "val/acc" in summary else 1.0 - summary["val/class_err"]
+    anchors' classes (a detector: 1 - its class error, D2L 13.7); None without a validation
+    split (word2vec, BERT pretraining)."""
+    if "val/acc" in summary:
+        return summary["val/acc"]
+    return 1.0 - summary["val/class_err"] if "val/class_err" in summary else None
 
 
 def worker(args) -> None:
@@ -112,7 +126,16 @@ def worker(args) -> None:
     if args.impl == "torch":
         import torch_reference
 
-        if args.model in VISION_MODELS:
+        if args.torch_threads:  # fewer threads than cores: on a shared machine, no thread waits for a descheduled one
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+
+        if args.model in PRETRAINING_MODELS:
+            import nlp_reference
+
+            out = (nlp_reference.run_word2vec if args.model == "word2vec" else nlp_reference.run_bert)(cfg, data, epochs)
+        elif args.model in VISION_MODELS:
             import vision_reference
 
             out = (vision_reference.run_ssd(cfg, data, epochs) if args.model == "tiny_ssd" else
@@ -128,6 +151,12 @@ def worker(args) -> None:
     if sequence:  # every example trains once per epoch, the last batch partial
         out["examples"] = data.num_train
         out["tokens"] = data.y_train.size if args.model == "gru_lm" else int(data.y_train[:, -1].sum())
+    elif args.model in PRETRAINING_MODELS:  # whole batches of the shuffled examples, or BERT's steps of its stream
+        from dlrun.core.data.sampling import steps_per_epoch
+
+        out["examples"] = steps_per_epoch(data.sampling, data.num_train, cfg.data.batch_size) * cfg.data.batch_size
+        out["examples_in_set"] = data.num_train  # word2vec: the centre words drawn from the sentences
+        out["vocab"] = data.num_classes
     else:
         out["examples"] = (len(data.x_train) // cfg.data.batch_size) * cfg.data.batch_size  # whole batches
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -215,6 +244,10 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=None, help="fewer training images (default: all 60000)")
     parser.add_argument("--num-val", type=int, default=None)
     parser.add_argument("--data-dir", type=Path, default=None, help="where the Fashion-MNIST files are")
+    parser.add_argument("--num-sentences", type=int, default=4000, help="word2vec: the first N PTB sentences")
+    parser.add_argument("--bert-steps", type=int, default=10, help="bert: batches per epoch (its config's steps_per_epoch)")
+    parser.add_argument("--torch-threads", type=int, default=None, help="PyTorch's intra-op threads (default: its own)")
+    parser.add_argument("--tag", default="", help="appended to the result files' names and the title (e.g. chapter14)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     parser.add_argument("--no-cli", action="store_true", help="skip the dlrun start-up timings")
     parser.add_argument("--startup-runs", type=int, default=4,
@@ -238,7 +271,9 @@ def main() -> None:
     if "torch" not in impls:
         print("PyTorch reference missing: `pip install torch` (CPU build) to compare against it", flush=True)
     common = ["--epochs", str(args.epochs)] + sum(
-        ([flag, str(v)] for flag, v in (("--num-train", args.num_train), ("--num-val", args.num_val), ("--data-dir", args.data_dir)) if v),
+        ([flag, str(v)] for flag, v in (("--num-train", args.num_train), ("--num-val", args.num_val), ("--data-dir", args.data_dir),
+                                        ("--num-sentences", args.num_sentences), ("--bert-steps", args.bert_steps),
+                                        ("--torch-threads", args.torch_threads)) if v),
         [],
     )
     peak = _child(["--worker", "peak"])["gflops"]
@@ -254,12 +289,13 @@ def main() -> None:
     results = {"machine": machine_name(jax), "date": str(date.today()), "backend": jax.default_backend(),
                "device": str(jax.devices()[0].device_kind), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                "versions": versions(), "epochs": args.epochs, "rounds": args.rounds, "num_train": args.num_train or 60000,
-               "batch_size": 256, "matmul_peak_gflops": peak, "models": summarise(runs, peak)}
+               "batch_size": 256, "matmul_peak_gflops": peak, "models": summarise(runs, peak), "tag": args.tag,
+               "command": " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]])}
     if not args.no_cli:
         results["cli"] = cli_timings(args)
     results["targets"] = check_targets(results)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"{results['machine']}-{results['date']}"
+    stem = args.out / "-".join(filter(None, [results["machine"], results["date"], args.tag]))
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = to_markdown(results)
     stem.with_suffix(".md").write_text(markdown)
@@ -293,7 +329,13 @@ def summarise(runs: dict, peak_gflops: float) -> dict:
             row = {"seconds_per_epoch": epoch_s, "epoch_seconds": [o["epoch_seconds"] for o in outs],
                    "compile_seconds": statistics.median(o["compile_seconds"] for o in outs),
                    "examples_per_second": outs[0]["examples"] / epoch_s,
-                   "peak_rss_mb": max(o["peak_rss_mb"] for o in outs), "val_acc": outs[0]["val_acc"]}
+                   "peak_rss_mb": max(o["peak_rss_mb"] for o in outs), "val_acc": outs[0]["val_acc"],
+                   "examples_per_epoch": outs[0]["examples"]}
+            if outs[0].get("val_acc") is None:  # no validation split: the last epoch's training loss
+                row["train_loss"] = outs[0]["train_loss"]
+            for k in ("examples_in_set", "vocab", "threads"):
+                if k in outs[0]:
+                    row[k] = outs[0][k]
             if "tokens" in outs[0]:
                 row["tokens_per_second"] = outs[0]["tokens"] / epoch_s
             if "flops_per_epoch" in outs[0]:
@@ -314,7 +356,7 @@ def check_targets(results: dict) -> list[dict]:
         if "torch" in rows and model in SPEEDUP_TARGETS:
             checks.append({"target": f"{model}: dlrun ({best}) >= {SPEEDUP_TARGETS[model]}x PyTorch per epoch",
                            "measured": rows[best]["speedup_vs_torch"], "met": rows[best]["speedup_vs_torch"] >= SPEEDUP_TARGETS[model]})
-        if model not in SEQUENCE_MODELS:  # the performance issue's compile target is for the image models
+        if model not in SEQUENCE_MODELS | PRETRAINING_MODELS:  # the performance issue's compile target is for the image models
             checks.append({"target": f"{model}: compile <= 2 s ({best})", "measured": rows[best]["compile_seconds"],
                            "met": rows[best]["compile_seconds"] <= 2.0})
         if model == "mlp":
@@ -330,13 +372,31 @@ def check_targets(results: dict) -> list[dict]:
     return checks
 
 
+def pretraining_notes(models: dict) -> list[str]:
+    """What an epoch of word2vec and BERT is: their examples are centre words and sentence pairs."""
+    notes = []
+    for model, rows in models.items():
+        r = rows["step"]
+        if model == "word2vec" and "examples_in_set" in r:
+            notes.append(f"word2vec: {r['examples_in_set']:,} centre words (its examples, each with its contexts and noise "
+                         f"words), vocabulary {r['vocab']:,}; an epoch trains {r['examples_per_epoch']:,} of them, the "
+                         "whole batches of a shuffled pass.")
+        elif model == "bert" and "examples_in_set" in r:
+            notes.append(f"bert: {r['examples_in_set']:,} sentence pairs, vocabulary {r['vocab']:,}; an epoch trains "
+                         f"{r['examples_per_epoch']:,} of them (its steps of the shuffled stream).")
+    return ["", *notes] if notes else []
+
+
 def to_markdown(results: dict) -> str:
     v = results["versions"]
-    lines = [f"# Training speed: {results['machine']}, {results['date']}", "",
-             f"{results['device']} ({results['backend']}, {results['cpu_count']} cores), "
+    tag = results.get("tag", "")
+    title = f"# Training speed: {results['machine']}, {results['date']}" + (f", {tag.replace('chapter', 'chapter ')}" if tag else "")
+    lines = [title, "", f"`{results['command']}`", ""] if results.get("command") else [title, ""]
+    lines += [f"{results['device']} ({results['backend']}, {results['cpu_count']} cores), "
              + ", ".join(f"{k} {val}" for k, val in v.items())
              + f". Fashion-MNIST {results['num_train']} training images at each config's batch size (the sequence "
-             "models, TinySSD and the FCN: their configs' data; their val acc is of tokens, anchors and pixels), float32; "
+             "models, TinySSD, the FCN, word2vec and BERT: their configs' data; their val acc is of tokens, anchors and pixels; "
+             "word2vec and BERT have no validation split, so their last epoch's training loss stands there), float32; "
              f"{results['epochs']} timed epochs after a warm-up, x {results['rounds']} processes per implementation, "
              f"taking turns. Matmul peak {results['matmul_peak_gflops']:.1f} GFLOP/s.", "",
              "| model | implementation | s/epoch | compile s | examples/s | peak MB | % of matmul peak | val acc | speed-up vs PyTorch |",
@@ -347,8 +407,10 @@ def to_markdown(results: dict) -> str:
             frac = f"{100 * r['fraction_of_peak']:.1f}%" if "fraction_of_peak" in r else "-"
             rate = f"{r['tokens_per_second']:,.0f} tokens" if "tokens_per_second" in r else f"{r['examples_per_second']:,.0f}"
             speed = f"{r['speedup_vs_torch']:.2f}x" if "speedup_vs_torch" in r else "-"
+            quality = f"{r['val_acc']:.3f}" if r.get("val_acc") is not None else f"loss {r['train_loss']:.3f}"
             lines.append(f"| {model} | {names[impl]} | {r['seconds_per_epoch']:.3f} | {r['compile_seconds']:.2f} | "
-                         f"{rate} | {r['peak_rss_mb']:.0f} | {frac} | {r['val_acc']:.3f} | {speed} |")
+                         f"{rate} | {r['peak_rss_mb']:.0f} | {frac} | {quality} | {speed} |")
+    lines += pretraining_notes(results["models"])
     if "cli" in results:
         c = results["cli"]
         lines += ["", f"`dlrun --help`: {c['help_seconds']:.2f} s.", "",
