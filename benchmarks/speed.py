@@ -7,7 +7,9 @@ Machine, the seq2seq and Transformer of configs/seq2seq.yaml and transformer.yam
 English-French, found through $DLRUN_DATA_DIR; chapter 13's TinySSD and FCN of configs/tiny_ssd_cpu.yaml
 and fcn_cpu.yaml on their generated sets, against `vision_reference.py`; chapter 14's skip-gram word2vec of
 configs/word2vec.yaml on the first `--num-sentences` PTB sentences and BERT pretraining of
-configs/bert_pretrain_ptb.yaml, its epochs of `data.steps_per_epoch` batches, against `nlp_reference.py`),
+configs/bert_pretrain_ptb.yaml, its epochs of `data.steps_per_epoch` batches, against `nlp_reference.py`;
+chapter 16's matrix factorisation of configs/mf_lowrank.yaml and chapter 17's GAN of configs/gan_gaussian.yaml
+on their generated sets, against `recsys_gan_reference.py`, at least 10 timed epochs of theirs),
 at its config's batch size, float32, every
 implementation runs in its own process (so that peak memory is its own), the
 implementations taking turns round after round (these machines drift by up to 30% within
@@ -17,6 +19,7 @@ minutes). Each process trains one warm-up epoch after compiling, then `--epochs`
     python benchmarks/speed.py --models lenet --rounds 1 # one model
     DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models gru_lm,seq2seq,transformer --no-cli
     DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models word2vec,bert --no-cli --tag chapter14
+    python benchmarks/speed.py --models mf,gan --no-cli --tag chapter16-17
 
 Reported per model and implementation: seconds per epoch (median over all timed epochs),
 compile seconds, examples per second, peak resident memory, the validation accuracy reached
@@ -50,22 +53,23 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"softmax": "softmax.yaml", "mlp": "mlp.yaml", "lenet": "lenet.yaml", "bn_lenet": "bn_lenet.yaml",
            "resnet_cpu": "resnet_cpu.yaml", "vit_cpu": "vit_cpu.yaml", "gru_lm": "gru.yaml", "seq2seq": "seq2seq.yaml",
            "transformer": "transformer.yaml", "tiny_ssd": "tiny_ssd_cpu.yaml", "fcn": "fcn_cpu.yaml",
-           "word2vec": "word2vec.yaml", "bert": "bert_pretrain_ptb.yaml"}
+           "word2vec": "word2vec.yaml", "bert": "bert_pretrain_ptb.yaml", "mf": "mf_lowrank.yaml", "gan": "gan_gaussian.yaml"}
 SEQUENCE_MODELS = {"gru_lm", "seq2seq", "transformer"}
 VISION_MODELS = {"tiny_ssd", "fcn"}  # chapter 13: their configs' own generated data sets, at their sizes
 PRETRAINING_MODELS = {"word2vec", "bert"}  # chapter 14: PTB through $DLRUN_DATA_DIR, named inputs, no validation split
+GENERATED_MODELS = {"mf", "gan"}  # chapters 16-17: their configs' generated data at its size; short epochs
 MIN_SEQUENCE_EPOCHS = 10
 IMPLS = ("step", "scan", "torch")
 # Targets of the performance issue (2-core CPU): dlrun / PyTorch speed-up per model, and more
 SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0, "bn_lenet": 1.0, "resnet_cpu": 1.0, "vit_cpu": 1.0, "gru_lm": 1.0, "seq2seq": 1.0,
-                   "transformer": 1.0, "tiny_ssd": 1.0, "fcn": 1.0, "word2vec": 1.0, "bert": 1.0}
+                   "transformer": 1.0, "tiny_ssd": 1.0, "fcn": 1.0, "word2vec": 1.0, "bert": 1.0, "mf": 1.0, "gan": 1.0}
 
 
 def load_cfg(model: str, args) -> object:
     from dlrun.core.config import load_config
 
     overrides = ["trainer.progress=none"]
-    if model in VISION_MODELS:  # a generated set is made at its config's size (a new size is a new set)
+    if model in VISION_MODELS | GENERATED_MODELS:  # a generated set is made at its config's size (a new size is a new set)
         return load_config(ROOT / "configs" / CONFIGS[model], overrides)
     if model == "word2vec":  # the first sentences of PTB (its vocabulary of words seen 10 times among them)
         return load_config(ROOT / "configs" / CONFIGS[model], [*overrides, f"data.num_sentences={args.num_sentences}"])
@@ -102,9 +106,17 @@ def run_dlrun(cfg, data, loop: str, epochs: int) -> dict:
     batch = take(train_arrays(data), jax.numpy.arange(setup.batch_size))
     cost = jax.jit(setup.train_step).lower(state, batch, keys["step"]).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost  # older jax returns one dict per device
-    return {"epoch_seconds": [r["seconds"] for r in result.rows[1:]], "compile_seconds": result.summary["compile_seconds"],
-            "flops_per_epoch": float(cost.get("flops", 0.0)) * setup.steps_per_epoch,
-            "val_acc": val_accuracy(result.summary), "train_loss": result.rows[-1]["train/loss"], "loop": loop}
+    last = result.rows[-1]
+    out = {"epoch_seconds": [r["seconds"] for r in result.rows[1:]], "compile_seconds": result.summary["compile_seconds"],
+           "flops_per_epoch": float(cost.get("flops", 0.0)) * setup.steps_per_epoch,
+           "val_acc": val_accuracy(result.summary), "examples_trained": setup.steps_per_epoch * setup.batch_size, "loop": loop,
+           # a GAN reports its two parts' losses, the discriminator's first
+           "train_loss": last["train/loss"] if "train/loss" in last else last.get("train/loss_D")}
+    if "train/loss_G" in last:
+        out["train_loss_G"] = last["train/loss_G"]
+    if "val/rmse" in result.summary:  # a rating model's held-out RMSE (D2L 16.3)
+        out["val_rmse"] = result.summary["val/rmse"]
+    return out
 
 
 def val_accuracy(summary: dict) -> float | None:
@@ -122,7 +134,8 @@ def worker(args) -> None:
     cfg = load_cfg(args.model, args)
     data = load_dataset(cfg.data, cfg.seed)
     sequence = args.model in SEQUENCE_MODELS
-    epochs = max(args.epochs, MIN_SEQUENCE_EPOCHS) if sequence else args.epochs
+    short = sequence or args.model in GENERATED_MODELS  # epochs of a second or less: at least 10 timed
+    epochs = max(args.epochs, MIN_SEQUENCE_EPOCHS) if short else args.epochs
     if args.impl == "torch":
         import torch_reference
 
@@ -131,7 +144,11 @@ def worker(args) -> None:
 
             torch.set_num_threads(args.torch_threads)
 
-        if args.model in PRETRAINING_MODELS:
+        if args.model in GENERATED_MODELS:
+            import recsys_gan_reference
+
+            out = (recsys_gan_reference.run_mf if args.model == "mf" else recsys_gan_reference.run_gan)(cfg, data, epochs)
+        elif args.model in PRETRAINING_MODELS:
             import nlp_reference
 
             out = (nlp_reference.run_word2vec if args.model == "word2vec" else nlp_reference.run_bert)(cfg, data, epochs)
@@ -157,6 +174,14 @@ def worker(args) -> None:
         out["examples"] = steps_per_epoch(data.sampling, data.num_train, cfg.data.batch_size) * cfg.data.batch_size
         out["examples_in_set"] = data.num_train  # word2vec: the centre words drawn from the sentences
         out["vocab"] = data.num_classes
+    elif args.model in GENERATED_MODELS:  # whole batches of the shuffled examples, the same on each side
+        from dlrun.core.data.sampling import steps_per_epoch
+
+        out["examples"] = steps_per_epoch(data.sampling, data.num_train, cfg.data.batch_size) * cfg.data.batch_size
+        if out["examples_trained"] != out["examples"]:
+            raise RuntimeError(f"{args.model} ({args.impl}) trained {out['examples_trained']} examples an epoch; "
+                               f"dlrun's epoch is {out['examples']}")
+        out["examples_in_set"] = data.num_train
     else:
         out["examples"] = (len(data.x_train) // cfg.data.batch_size) * cfg.data.batch_size  # whole batches
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -333,7 +358,7 @@ def summarise(runs: dict, peak_gflops: float) -> dict:
                    "examples_per_epoch": outs[0]["examples"]}
             if outs[0].get("val_acc") is None:  # no validation split: the last epoch's training loss
                 row["train_loss"] = outs[0]["train_loss"]
-            for k in ("examples_in_set", "vocab", "threads"):
+            for k in ("examples_in_set", "vocab", "threads", "train_loss_G", "val_rmse"):
                 if k in outs[0]:
                     row[k] = outs[0][k]
             if "tokens" in outs[0]:
@@ -356,7 +381,7 @@ def check_targets(results: dict) -> list[dict]:
         if "torch" in rows and model in SPEEDUP_TARGETS:
             checks.append({"target": f"{model}: dlrun ({best}) >= {SPEEDUP_TARGETS[model]}x PyTorch per epoch",
                            "measured": rows[best]["speedup_vs_torch"], "met": rows[best]["speedup_vs_torch"] >= SPEEDUP_TARGETS[model]})
-        if model not in SEQUENCE_MODELS | PRETRAINING_MODELS:  # the performance issue's compile target is for the image models
+        if model not in SEQUENCE_MODELS | PRETRAINING_MODELS | GENERATED_MODELS:  # the compile target is for the image models
             checks.append({"target": f"{model}: compile <= 2 s ({best})", "measured": rows[best]["compile_seconds"],
                            "met": rows[best]["compile_seconds"] <= 2.0})
         if model == "mlp":
@@ -384,6 +409,14 @@ def pretraining_notes(models: dict) -> list[str]:
         elif model == "bert" and "examples_in_set" in r:
             notes.append(f"bert: {r['examples_in_set']:,} sentence pairs, vocabulary {r['vocab']:,}; an epoch trains "
                          f"{r['examples_per_epoch']:,} of them (its steps of the shuffled stream).")
+        elif model == "mf" and "examples_in_set" in r:
+            notes.append(f"mf: {r['examples_in_set']:,} training ratings (user, item, rating) of the generated rank-10 set; "
+                         f"an epoch trains {r['examples_per_epoch']:,} of them, the whole batches of a shuffled pass, on "
+                         "every side; its quality is the held-out RMSE.")
+        elif model == "gan" and "examples_in_set" in r:
+            notes.append(f"gan: {r['examples_in_set']:,} real examples of the book's Gaussian data; an epoch trains "
+                         f"{r['examples_per_epoch']:,} of them, each step one discriminator and one generator update; "
+                         "its quality is the last epoch's loss_D and loss_G (ln 2 = 0.693 at the equilibrium).")
     return ["", *notes] if notes else []
 
 
@@ -395,8 +428,9 @@ def to_markdown(results: dict) -> str:
     lines += [f"{results['device']} ({results['backend']}, {results['cpu_count']} cores), "
              + ", ".join(f"{k} {val}" for k, val in v.items())
              + f". Fashion-MNIST {results['num_train']} training images at each config's batch size (the sequence "
-             "models, TinySSD, the FCN, word2vec and BERT: their configs' data; their val acc is of tokens, anchors and pixels; "
-             "word2vec and BERT have no validation split, so their last epoch's training loss stands there), float32; "
+             "models, TinySSD, the FCN, word2vec, BERT, MF and the GAN: their configs' data; their val acc is of tokens, anchors "
+             "and pixels; word2vec and BERT have no validation split, so their last epoch's training loss stands there, MF's "
+             "held-out RMSE, the GAN's two losses), float32; "
              f"{results['epochs']} timed epochs after a warm-up, x {results['rounds']} processes per implementation, "
              f"taking turns. Matmul peak {results['matmul_peak_gflops']:.1f} GFLOP/s.", "",
              "| model | implementation | s/epoch | compile s | examples/s | peak MB | % of matmul peak | val acc | speed-up vs PyTorch |",
@@ -407,7 +441,8 @@ def to_markdown(results: dict) -> str:
             frac = f"{100 * r['fraction_of_peak']:.1f}%" if "fraction_of_peak" in r else "-"
             rate = f"{r['tokens_per_second']:,.0f} tokens" if "tokens_per_second" in r else f"{r['examples_per_second']:,.0f}"
             speed = f"{r['speedup_vs_torch']:.2f}x" if "speedup_vs_torch" in r else "-"
-            quality = f"{r['val_acc']:.3f}" if r.get("val_acc") is not None else f"loss {r['train_loss']:.3f}"
+            quality = (f"{r['val_acc']:.3f}" if r.get("val_acc") is not None else f"RMSE {r['val_rmse']:.3f}" if "val_rmse" in r
+                       else f"D {r['train_loss']:.3f} G {r['train_loss_G']:.3f}" if "train_loss_G" in r else f"loss {r['train_loss']:.3f}")
             lines.append(f"| {model} | {names[impl]} | {r['seconds_per_epoch']:.3f} | {r['compile_seconds']:.2f} | "
                          f"{rate} | {r['peak_rss_mb']:.0f} | {frac} | {quality} | {speed} |")
     lines += pretraining_notes(results["models"])
