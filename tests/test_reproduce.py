@@ -4,6 +4,7 @@ and the HTML page rendered by a real headless browser."""
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -186,16 +187,30 @@ def data_is_here(cfg) -> bool:
 QUICK_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if load_config(p).book is not None and runs_on_a_cpu(p)]
 
 
+def family(path: Path) -> tuple:
+    """What a config's end-to-end run exercises: its procedure, data, model and cell. Configs of
+    one family differ in optimizer, schedule, batch size, initialisation or data source, which
+    the registry tests (every optimizer, schedule and loss trains) and the family tests cover."""
+    cfg = load_config(path)
+    return cfg.experiment.name, cfg.data.name, cfg.model.name, getattr(cfg.model, "cell", None)
+
+
+# one config per family end to end (the last by name: a CPU-sized or offline variant sorts after the book's)
+QUICK_FAMILIES = list({family(p): p for p in QUICK_CONFIGS}.values())
+
+
 def test_quick_covers_the_book_results():
-    assert len(QUICK_CONFIGS) >= 35
+    assert len(QUICK_CONFIGS) >= 60 and len(QUICK_FAMILIES) >= 35
+    assert {family(p) for p in QUICK_FAMILIES} == {family(p) for p in QUICK_CONFIGS}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", QUICK_CONFIGS, ids=[p.stem for p in QUICK_CONFIGS])
+@pytest.mark.parametrize("path", QUICK_FAMILIES, ids=[p.stem for p in QUICK_FAMILIES])
 def test_quick_runs_every_config_end_to_end(path, tmp_path):
-    """`--quick` over each config that declares a book result and runs on a CPU: it runs end to
-    end at a reduced size (one epoch, at most 256 examples, batches of at most 64). One test per
-    config, so that parallel workers share them."""
+    """`--quick` over one config of each family that declares a book result and runs on a CPU
+    (`dlrun reproduce --quick` runs them all): it runs end to end at a reduced size (one epoch,
+    at most 256 examples, batches of at most 64). One test per config, so that parallel workers
+    share them."""
     if not data_is_here(load_config(path)):
         pytest.skip(f"{path.name}: its data is not on this machine")
     result = CliRunner().invoke(app, ["reproduce", str(path), "--quick", "--out", str(tmp_path / "q"),
