@@ -10,6 +10,8 @@ import pytest
 
 from dlrun.core.nn import bert as B
 
+from .torch_weights import copy_linear, copy_norm
+
 SMALL = B.BertSizes(vocab=50, hidden=16, ffn_hidden=24, heads=2, blocks=2, dropout=0.2, max_len=20)
 
 
@@ -96,12 +98,10 @@ def copy_weights(torch, model, params):
     """Our params into the torch port: dense w (in, out) is Linear.weight transposed."""
 
     def linear(layer, p, w="w", b="b"):
-        layer.weight.copy_(torch.tensor(np.asarray(p[w]).T))
-        layer.bias.copy_(torch.tensor(np.asarray(p[b])))
+        copy_linear(torch, layer, p, w, b)
 
     def norm(layer, p):
-        layer.weight.copy_(torch.tensor(np.asarray(p["gamma"])))
-        layer.bias.copy_(torch.tensor(np.asarray(p["beta"])))
+        copy_norm(torch, layer, p)
 
     enc = params["encoder"]
     with torch.no_grad():

@@ -12,6 +12,7 @@ import pytest
 
 from .conftest import CONFIGS
 from .test_benchmarks import benchmark_module
+from .torch_weights import copy_linear, copy_norm
 
 VOCAB, MAX_LEN = 30, 7
 
@@ -90,12 +91,10 @@ def copy_bert(torch, net, params) -> None:
     """dlrun's params into the book's BERTModel: a dense w (in, out) is Linear.weight transposed."""
 
     def linear(layer, p, w="w", b="b"):
-        layer.weight.copy_(torch.tensor(np.asarray(p[w]).T))
-        layer.bias.copy_(torch.tensor(np.asarray(p[b])))
+        copy_linear(torch, layer, p, w, b)
 
     def norm(layer, p):
-        layer.weight.copy_(torch.tensor(np.asarray(p["gamma"])))
-        layer.bias.copy_(torch.tensor(np.asarray(p["beta"])))
+        copy_norm(torch, layer, p)
 
     enc = params["encoder"]
     with torch.no_grad():
