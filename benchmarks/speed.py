@@ -68,7 +68,7 @@ SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0, "bn_lenet": 1.0, "r
 def load_cfg(model: str, args) -> object:
     from dlrun.core.config import load_config
 
-    overrides = ["trainer.progress=none"]
+    overrides = ["trainer.progress=none", *args.set]
     if model in VISION_MODELS | GENERATED_MODELS:  # a generated set is made at its config's size (a new size is a new set)
         return load_config(ROOT / "configs" / CONFIGS[model], overrides)
     if model == "word2vec":  # the first sentences of PTB (its vocabulary of words seen 10 times among them)
@@ -93,7 +93,7 @@ def run_dlrun(cfg, data, loop: str, epochs: int) -> dict:
     import jax
 
     from dlrun.core.report.progress import make_reporter
-    from dlrun.core.training.setup import build_setup, start_state, train_arrays
+    from dlrun.core.training.setup import build_setup, countable, start_state, train_arrays
     from dlrun.core.training.state import take
     from dlrun.core.training.train import train
 
@@ -101,7 +101,7 @@ def run_dlrun(cfg, data, loop: str, epochs: int) -> dict:
         update={"loop": loop, "epochs": epochs + 1, "checkpoint_every": 0, "progress": "none"})})
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, Path(tmp) / "run", data=data, plot=False, reporter=make_reporter("none", 0, ""))
-    setup = build_setup(cfg, data)
+    setup = build_setup(countable(cfg), data)  # XLA's convolution: its cost analysis counts the FLOPs
     state, keys = start_state(setup, jax.random.PRNGKey(cfg.seed))
     batch = take(train_arrays(data), jax.numpy.arange(setup.batch_size))
     cost = jax.jit(setup.train_step).lower(state, batch, keys["step"]).compile().cost_analysis()
@@ -135,7 +135,7 @@ def worker(args) -> None:
     data = load_dataset(cfg.data, cfg.seed)
     sequence = args.model in SEQUENCE_MODELS
     short = sequence or args.model in GENERATED_MODELS  # epochs of a second or less: at least 10 timed
-    epochs = max(args.epochs, MIN_SEQUENCE_EPOCHS) if short else args.epochs
+    epochs = max(args.epochs, args.min_short_epochs) if short else args.epochs
     if args.impl == "torch":
         import torch_reference
 
@@ -272,6 +272,10 @@ def main() -> None:
     parser.add_argument("--num-sentences", type=int, default=4000, help="word2vec: the first N PTB sentences")
     parser.add_argument("--bert-steps", type=int, default=10, help="bert: batches per epoch (its config's steps_per_epoch)")
     parser.add_argument("--torch-threads", type=int, default=None, help="PyTorch's intra-op threads (default: its own)")
+    parser.add_argument("--min-short-epochs", type=int, default=MIN_SEQUENCE_EPOCHS,
+                        help="timed epochs at least, for the models whose epochs are short (sequence, generated)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for dlrun's runs (repeatable), e.g. model.conv_impl=cpu")
     parser.add_argument("--tag", default="", help="appended to the result files' names and the title (e.g. chapter14)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     parser.add_argument("--no-cli", action="store_true", help="skip the dlrun start-up timings")
@@ -300,7 +304,7 @@ def main() -> None:
                                         ("--num-sentences", args.num_sentences), ("--bert-steps", args.bert_steps),
                                         ("--torch-threads", args.torch_threads)) if v),
         [],
-    )
+    ) + [f"--set={o}" for o in args.set] + ["--min-short-epochs", str(args.min_short_epochs)]
     peak = _child(["--worker", "peak"])["gflops"]
     print(f"matmul peak: {peak:.1f} GFLOP/s (float32, 2048^3)", flush=True)
     runs: dict = {m: {i: [] for i in impls} for m in models}

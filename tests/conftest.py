@@ -11,6 +11,9 @@ os.environ["DLRUN_OFFLINE"] = "1"
 # one compilation cache for the whole session (and its subprocesses): tests that train the same
 # programs compile them once; the per-test cache directories below would otherwise hide it
 os.environ.setdefault("DLRUN_COMPILE_CACHE", tempfile.mkdtemp(prefix="dlrun-test-compile-cache-"))
+# oneDNN's convolution wrapper, compiled once for all the tests' processes (the library's name is a
+# digest of what it is built from, so a stale one is never picked up)
+os.environ.setdefault("DLRUN_KERNEL_CACHE", str(Path(tempfile.gettempdir()) / f"dlrun-test-kernels-{os.getuid()}"))
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -43,7 +43,7 @@ def test_speed_benchmark_runs_and_writes_its_table(tmp_path, fake_fmnist_dir):
 
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "softmax,lenet", "--epochs", "1", "--rounds", "1",
+        [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "lenet", "--epochs", "1", "--rounds", "1",
          "--num-train", "512", "--num-val", "256", "--data-dir", str(fake_fmnist_dir), "--out", str(out),
          "--startup-runs", "2"],
         capture_output=True, text=True, timeout=600,
@@ -53,7 +53,7 @@ def test_speed_benchmark_runs_and_writes_its_table(tmp_path, fake_fmnist_dir):
     figures = json.loads(result.read_text())
     has_torch = importlib.util.find_spec("torch") is not None
     expected = {"step", "scan", "torch"} if has_torch else {"step", "scan"}
-    for model in ("softmax", "lenet"):
+    for model in ("lenet",):
         rows = figures["models"][model]
         assert set(rows) == expected
         for impl in ("step", "scan"):
@@ -152,7 +152,7 @@ def test_speed_benchmark_times_a_language_model_in_tokens(tmp_path, d2l_data_dir
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks/speed.py"), "--models", "gru_lm", "--epochs", "1", "--rounds", "1",
-         "--num-train", "1024", "--num-val", "128", "--no-cli", "--out", str(out)],
+         "--num-train", "1024", "--num-val", "128", "--no-cli", "--min-short-epochs", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=900, env={**os.environ, "DLRUN_DATA_DIR": str(d2l_data_dir)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -161,7 +161,7 @@ def test_speed_benchmark_times_a_language_model_in_tokens(tmp_path, d2l_data_dir
     has_torch = importlib.util.find_spec("torch") is not None
     for model in ("gru_lm",):
         for impl, row in figures[model].items():
-            assert row["tokens_per_second"] > 0 and len(row["epoch_seconds"][0]) == 10, (model, impl)
+            assert row["tokens_per_second"] > 0 and len(row["epoch_seconds"][0]) == 2, (model, impl)
         assert ("torch" in figures[model]) == has_torch
     assert "tokens |" in result.with_suffix(".md").read_text()
 

@@ -128,5 +128,7 @@ def test_lenet_rejects_data_that_are_not_images():
 
 
 def test_default_formulation_per_backend():
-    assert C.default_conv_impl("cpu") == "cpu"
+    from dlrun.core.nn.onednn import available
+
+    assert C.default_conv_impl("cpu") == ("onednn" if available()[0] and jax.device_count() == 1 else "cpu")
     assert C.default_conv_impl("gpu") == C.default_conv_impl("tpu") == "xla"

@@ -24,7 +24,7 @@ DOCS = ROOT / "docs"
 REFERENCE = DOCS / "config-reference.md"
 REGENERATE = ".venv/bin/python docs/generate.py"
 SETUP = ("apt-get install -y dataset-fashion-mnist >/dev/null 2>&1; python3 -m venv .venv && "
-         ".venv/bin/pip install -e '.[test]' && .venv/bin/dlrun train configs/mlp.yaml")
+         ".venv/bin/pip install -e '.[test,onednn]' && .venv/bin/dlrun train configs/mlp.yaml")
 TESTS = ".venv/bin/python -m pytest -n 3"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 

@@ -54,7 +54,7 @@ class TinySSDModel(Section):
     batch_norm: Literal["scratch", "concise", "fused"] = Field("fused", description="the batch norm's formulation (core/nn/layers.py)")
     init: Init = "xavier"
     init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
-    conv_impl: Literal["auto", "xla", "cpu"] = Field(
+    conv_impl: Literal["auto", "xla", "cpu", "onednn"] = Field(
         "auto", description="convolution formulation (core/nn/conv.py); auto: the fastest measured for the backend")
 
     @model_validator(mode="after")

@@ -38,7 +38,7 @@ class DCGANModel(Section):
     discriminator_channels: int = Field(64, gt=0, description="n_D: the discriminator's first block's channels, doubled by each")
     init: Init = "normal"
     init_scale: float = Field(0.02, ge=0, description="stddev of the 'normal' initialisation")
-    conv_impl: Literal["auto", "xla", "cpu"] = Field(
+    conv_impl: Literal["auto", "xla", "cpu", "onednn"] = Field(
         "auto", description="the discriminator's convolution formulation (core/nn/conv.py); auto: the fastest measured for "
                             "the backend")
     batch_norm_init: Literal["normal", "ones"] = Field(

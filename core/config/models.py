@@ -70,7 +70,7 @@ class MLPModel(Section):
         return (self.dropout,) * len(self.hidden)
 
 
-ConvImplName = Literal["auto", "xla", "cpu"]
+ConvImplName = Literal["auto", "xla", "cpu", "onednn"]
 Activation = Literal["relu", "sigmoid", "tanh"]
 
 

@@ -89,7 +89,7 @@ class FCNModel(Section):
     upsample_init: Literal["bilinear", "xavier"] = Field("bilinear", description="the transposed convolution's initial kernel")
     init: Init = "xavier"
     init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
-    conv_impl: Literal["auto", "xla", "cpu"] = Field(
+    conv_impl: Literal["auto", "xla", "cpu", "onednn"] = Field(
         "auto", description="convolution formulation (core/nn/conv.py); auto: the fastest measured for the backend")
 
     def downsampling(self) -> int:

@@ -21,7 +21,7 @@ class TorchvisionResNetModel(Section):
         "imagenet", description="imagenet: (x - mean) / std with ImageNet's statistics first, as torchvision's weights expect")
     init: Init = Field("xavier", description="of weights not loaded (the new fc: the book's xavier_uniform)")
     init_scale: float = Field(0.01, ge=0, description="stddev of the 'normal' initialisation")
-    conv_impl: Literal["auto", "xla", "cpu"] = Field("auto", description="convolution formulation (core/nn/conv.py)")
+    conv_impl: Literal["auto", "xla", "cpu", "onednn"] = Field("auto", description="convolution formulation (core/nn/conv.py)")
     batch_norm: Literal["scratch", "concise", "fused"] = Field("fused", description="the BN formulation (see resnet)")
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 from . import layers as L
 from .combinators import parallel, residual, serial
-from .conv import default_conv_impl
+from .conv import resolve_conv_impl
 from .init import WEIGHT_INITS
 
 
@@ -23,7 +23,7 @@ class Parts:
 
     def __init__(self, cfg):
         self.w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
-        self.impl = default_conv_impl() if cfg.conv_impl == "auto" else cfg.conv_impl
+        self.impl = resolve_conv_impl(cfg.conv_impl)
         self.bn_kind = getattr(cfg, "batch_norm", "concise")
 
     def conv(self, features: int, kernel, padding=0, stride=1) -> L.Layer:

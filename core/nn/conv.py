@@ -1,6 +1,6 @@
 """2-D convolution and pooling on NHWC arrays, in the formulation that is fastest per backend.
 
-Two convolutions compute the same function (D2L 7.2-7.4, cross-correlation with zero padding
+Three convolutions compute the same function (D2L 7.2-7.4, cross-correlation with zero padding
 and a stride; kernel, padding and stride are an int or a (height, width) pair):
 
 - `conv2d_xla`: one `lax.conv_general_dilated`; XLA differentiates it. The right choice on GPUs
@@ -28,6 +28,10 @@ and a stride; kernel, padding and stride are an int or a (height, width) pair):
   padded cotangent with the flipped kernel; with a stride, the cotangent times the kernel, its
   parts added back where they came from (`_scatter_input_grad`).
 
+- `conv2d_onednn`: oneDNN's kernels, which PyTorch's CPU convolutions run on, called through
+  XLA's FFI (`core/nn/onednn.py`); what `auto` picks on a CPU where it is installed. 1.2-2x the
+  speed of `conv2d_cpu` over whole LeNet and ResNet epochs (docs/performance.md).
+
 Pooling with window == stride that divides the input is a reshape and a reduction, whose
 gradient is a broadcast, instead of `lax.reduce_window` and its scatter-like transpose.
 """
@@ -42,8 +46,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..errors import ConfigError
+
 _DIMS = ("NHWC", "HWIO", "NHWC")
-ConvImpl = Literal["xla", "cpu"]
+ConvImpl = Literal["xla", "cpu", "onednn"]
 Pair = int | tuple[int, int]
 
 
@@ -63,8 +69,31 @@ def out_hw(hw: tuple[int, int], window: Pair, padding: Pair = 0, stride: Pair = 
 
 
 def default_conv_impl(backend: str | None = None) -> ConvImpl:
-    """`cpu` on the CPU backend, `xla` elsewhere."""
-    return "cpu" if (backend or jax.default_backend()) == "cpu" else "xla"
+    """On the CPU backend `onednn` where oneDNN's convolution can run (`core/nn/onednn.py`) and
+    the process has one device (XLA cannot split its calls over several: each device would
+    convolve the whole batch), else `cpu`; `xla` on other backends."""
+    if (backend or jax.default_backend()) != "cpu":
+        return "xla"
+    from .onednn import available
+
+    return "onednn" if jax.device_count() == 1 and available()[0] else "cpu"
+
+
+def resolve_conv_impl(name: str) -> ConvImpl:
+    """A config's `conv_impl`: `auto` is `default_conv_impl()`; `onednn` must be able to run here.
+
+    Raises:
+        ConfigError: `onednn` where oneDNN's convolution cannot be built or loaded (the reason).
+    """
+    if name == "auto":
+        return default_conv_impl()
+    if name == "onednn":
+        from .onednn import available
+
+        ok, why = available()
+        if not ok:
+            raise ConfigError(f"model.conv_impl: 'onednn' cannot run here: {why}")
+    return name
 
 
 def _pad(x: jax.Array, padding: Pair) -> jax.Array:
@@ -200,7 +229,20 @@ def conv2d_cpu(x: jax.Array, w: jax.Array, padding: Pair = 0, stride: Pair = 1) 
     return _conv(x, w, pair(padding), stride)
 
 
-CONV_IMPLS = {"xla": conv2d_xla, "cpu": conv2d_cpu}
+def conv2d_onednn(x: jax.Array, w: jax.Array, padding: Pair = 0, stride: Pair = 1) -> jax.Array:
+    """`conv2d_xla`'s function by oneDNN's kernels (`core/nn/onednn.py`), in float32, where they
+    measured faster: `conv2d_cpu` takes a 1x1 kernel (a matmul: 13.7 against 20.3 ms for
+    64 -> 128 at 14x14 in a scan), outputs of at most `IM2COL_MAX_POSITIONS` (one matmul of the
+    stacked windows: 4.8 against 7.4 ms for 128 -> 128 at 2x2) and other dtypes."""
+    out_h, out_w = out_hw(x.shape[1:3], w.shape[:2], padding, stride)
+    if x.dtype != jnp.float32 or w.dtype != jnp.float32 or w.shape[:2] == (1, 1) or out_h * out_w <= IM2COL_MAX_POSITIONS:
+        return conv2d_cpu(x, w, padding, stride)
+    from .onednn import conv2d_f32
+
+    return conv2d_f32(x, w, pair(padding), pair(stride))
+
+
+CONV_IMPLS = {"xla": conv2d_xla, "cpu": conv2d_cpu, "onednn": conv2d_onednn}
 
 
 def conv2d(x: jax.Array, w: jax.Array, padding: Pair = 0, stride: Pair = 1, impl: ConvImpl | None = None) -> jax.Array:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from ..data.spec import BatchSpec
 from . import layers as L
 from .combinators import serial
-from .conv import ConvImpl, default_conv_impl
+from .conv import ConvImpl, resolve_conv_impl
 from .gan import GAN, bce
 from .init import WEIGHT_INITS, Initializer, normal_init
 from .objective import Update
@@ -118,7 +118,7 @@ def discriminator(cfg, image_shape: tuple[int, int, int]) -> L.Layer:
     ... channels down to 4x4, then a 4x4 convolution to one channel."""
     k = _blocks(cfg, image_shape)
     w_init, bn = _parts(cfg)
-    impl = default_conv_impl() if cfg.conv_impl == "auto" else cfg.conv_impl
+    impl = resolve_conv_impl(cfg.conv_impl)
     n = cfg.discriminator_channels
     return serial(
         *[d_block(n * 2 ** i, w_init=w_init, batch_norm=bn, impl=impl) for i in range(k)],

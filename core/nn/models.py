@@ -15,7 +15,7 @@ from . import layers as L
 from .bert_models import BERT_MODELS
 from .cnn import CNNS
 from .combinators import serial
-from .conv import default_conv_impl
+from .conv import resolve_conv_impl
 from .dcgan import dcgan
 from .fcn import SEGMENTERS
 from .gan import gan_mlp, gan_snapshot
@@ -72,7 +72,7 @@ def lenet(cfg, spec: BatchSpec) -> Model:
     if len(in_shape) != 3:
         raise ValueError(f"model.name: lenet takes images (height, width, channels); the data's examples have shape {tuple(in_shape)}")
     w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
-    impl = default_conv_impl() if cfg.conv_impl == "auto" else cfg.conv_impl
+    impl = resolve_conv_impl(cfg.conv_impl)
     act = lambda: L.activation(cfg.activation)  # noqa: E731
     net = serial(
         L.conv2d(6, 5, padding=2, w_init=w_init, impl=impl), act(), L.pool2d(cfg.pool, 2),

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import ConfigError
 from . import layers as L
 from .combinators import composite  # named children: torchvision's module names
-from .conv import default_conv_impl
+from .conv import resolve_conv_impl
 from .init import WEIGHT_INITS
 from .params import path_name
 
@@ -51,7 +51,7 @@ def _chain(run, names, x):
 class _Parts:
     def __init__(self, cfg):
         self.w_init = WEIGHT_INITS[cfg.init](cfg.init_scale)
-        self.impl = default_conv_impl() if cfg.conv_impl == "auto" else cfg.conv_impl
+        self.impl = resolve_conv_impl(cfg.conv_impl)
         self.bn_kind = cfg.batch_norm
 
     def conv(self, features: int, kernel: int, padding: int, stride: int = 1) -> L.Layer:

@@ -85,11 +85,19 @@ def moving_targets(data: Dataset) -> bool:
     return isinstance(data.y_train, dict) and bool({"boxes", "mask"} & set(data.y_train))
 
 
+def countable(cfg: Config) -> Config:
+    """`cfg` with XLA's own convolution, whose FLOPs XLA's cost analysis counts (oneDNN's calls
+    are opaque to it); the same function, so the same parameters and shapes."""
+    if getattr(cfg.model, "conv_impl", "xla") == "xla":
+        return cfg
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"conv_impl": "xla"})})
+
+
 def network_summary(cfg: Config, data: Dataset, max_depth: int | None = None) -> tuple[list[Row], tuple[int, ...]]:
     """The rows of `core.nn.summary.summarize` for the network `cfg` builds, and the shape of
     one example as the network receives it (after the input pipeline's resize)."""
     pipeline = build_pipeline(cfg.data, data.input_shape)
-    model = build_model(cfg.model, data.spec(pipeline.out_shape))
+    model = build_model(countable(cfg).model, data.spec(pipeline.out_shape))
     if model.net is None:  # built of functions rather than one layer: its parameters, then the whole forward pass
         return parameter_rows(model), pipeline.out_shape
     return summarize(model.net, pipeline.out_shape, max_depth), pipeline.out_shape
