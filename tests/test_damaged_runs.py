@@ -189,7 +189,7 @@ def _wrong(field: str, value) -> bool:
     return not isinstance(value, kind) or isinstance(value, bool)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(fields=st.dictionaries(st.sampled_from(sorted(STATUS_FIELDS)), JSON_VALUES, min_size=1, max_size=4))
 def test_status_json_with_fields_of_any_type(good, tmp_path_factory, fields):
     root = tmp_path_factory.mktemp("outputs")
