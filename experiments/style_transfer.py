@@ -91,8 +91,13 @@ def style_loss(y_hat: jax.Array, gram_y: jax.Array) -> jax.Array:
 
 def tv_loss(x: jax.Array) -> jax.Array:
     """Total variation, (batch, H, W, C) -> (): half the mean absolute difference of vertical
-    neighbours plus that of horizontal ones (D2L 13.12.5.3)."""
-    return 0.5 * (jnp.mean(jnp.abs(x[:, 1:] - x[:, :-1])) + jnp.mean(jnp.abs(x[:, :, 1:] - x[:, :, :-1])))
+    neighbours plus that of horizontal ones (D2L 13.12.5.3). |d| is written d * sign(d): its
+    gradient is sign(d), 0 where two neighbours are equal, as PyTorch's `abs` has it in the book
+    (`jnp.abs` takes 1 there, and the flat runs of a photo would step apart)."""
+    def abs_(d):
+        return d * jnp.sign(d)
+
+    return 0.5 * (jnp.mean(abs_(x[:, 1:] - x[:, :-1])) + jnp.mean(abs_(x[:, :, 1:] - x[:, :, :-1])))
 
 
 def losses(features: V.Features, x: jax.Array, contents: dict, grams: dict, weights: Weights) -> dict[str, jax.Array]:
