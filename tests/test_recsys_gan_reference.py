@@ -1,8 +1,9 @@
-"""The speed benchmark's PyTorch references of D2L 16.3 and 17.1 are the networks dlrun trains:
-with dlrun's initial weights copied in, the book's `MF` gives dlrun's ratings, L2 loss,
+"""The speed benchmark's PyTorch references of D2L 16.3, 17.1 and 17.2 are the networks dlrun
+trains: with dlrun's initial weights copied in, the book's `MF` gives dlrun's ratings, L2 loss,
 gradients and Adam-with-weight-decay steps, and the book's `update_D`/`update_G` give dlrun's
-two-part step (`core.training.parts`): the same losses and the same weights after each step
-(benchmarks/recsys_gan_reference.py)."""
+two-part step (`core.training.parts`), of the Gaussian GAN and of the DCGAN (its `net_G` and
+`net_D` dlrun's parameter count and images and logits): the same losses and the same weights
+after each step (benchmarks/recsys_gan_reference.py)."""
 
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ import pytest
 
 from .conftest import CONFIGS
 from .test_benchmarks import benchmark_module
+from .torch_weights import copy_norm
 
 USERS, ITEMS = 6, 9
 
@@ -145,3 +147,138 @@ def test_the_references_train_whole_batches_and_report_their_losses():
     out = ref.run_gan(cfg, SimpleNamespace(x_train=rng.normal(size=(44, 2)).astype(np.float32), num_train=44), 2)
     assert len(out["epoch_seconds"]) == 2 and out["examples_trained"] == 40
     assert 0.3 < out["train_loss"] < 1.5 and 0.3 < out["train_loss_G"] < 1.5  # near ln 2 from a near-blind D
+
+
+# a 16 x 16 grey DCGAN (two blocks on each side) of 4 and 8 channels, 8-d noise; XLA's convolution,
+# quicker to compile than oneDNN's, which tests/test_onednn.py checks against it
+TINY_DCGAN = ["model.latent_dim=8", "model.generator_channels=4", "model.discriminator_channels=4", "model.conv_impl=xla"]
+
+
+def dcgan_pairs(net_G, net_D, params) -> list:
+    """(torch layer, dlrun params, kind) of every convolution and batch norm of G and D, in order;
+    kind `convT`, `conv` or `bn`."""
+    g, d = params["generator"], params["discriminator"]
+    pairs = []
+    for i, block in enumerate(net_G[:-2]):
+        pairs += [(block.conv2d_trans, g[f"g_block{i}"]["convT0"], "convT"), (block.batch_norm, g[f"g_block{i}"]["bn0"], "bn")]
+    pairs.append((net_G[-2], g["convT0"], "convT"))
+    for i, block in enumerate(net_D[:-1]):
+        pairs += [(block.conv2d, d[f"d_block{i}"]["conv0"], "conv"), (block.batch_norm, d[f"d_block{i}"]["bn0"], "bn")]
+    return [*pairs, (net_D[-1], d["conv0"], "conv")]
+
+
+# dlrun's kernels are (kh, kw, C_in, C_out); PyTorch's convolution's (C_out, C_in, kh, kw), its
+# transposed convolution's (C_in, C_out, kh, kw)
+TO_TORCH = {"conv": (3, 2, 0, 1), "convT": (2, 3, 0, 1)}
+FROM_TORCH = {"conv": (2, 3, 1, 0), "convT": (2, 3, 0, 1)}
+
+
+def copy_dcgan(torch, net_G, net_D, params) -> None:
+    with torch.no_grad():
+        for layer, p, kind in dcgan_pairs(net_G, net_D, params):
+            if kind == "bn":
+                copy_norm(torch, layer, p)
+            else:
+                layer.weight.copy_(torch.tensor(np.asarray(p["w"]).transpose(TO_TORCH[kind])))
+
+
+def assert_dcgan_moves(net_G, net_D, params, start) -> None:
+    """Each tensor of the torch nets moved from its value in `start` (dlrun's initial params) as
+    dlrun's `params` did, to 1e-4 of the move in norm. Not elementwise: batch norm makes some
+    gradients cancel to near 0, and there Adam's step, the gradient over its own size, is float32's
+    noise (up to 1e-3 of the learning rate, against 1e-5 elsewhere)."""
+    for (layer, p, kind), (_, p0, _) in zip(dcgan_pairs(net_G, net_D, params), dcgan_pairs(net_G, net_D, start)):
+        theirs = {"gamma": layer.weight, "beta": layer.bias} if kind == "bn" else {"w": layer.weight.permute(FROM_TORCH[kind])}
+        for name, w in theirs.items():
+            ours = np.asarray(p[name]) - np.asarray(p0[name])
+            assert np.linalg.norm(w.detach().numpy() - np.asarray(p0[name]) - ours) <= 1e-4 * np.linalg.norm(ours), (kind, name)
+
+
+def test_the_books_dcgan_is_dlruns(key):
+    """The same parameter count and, with dlrun's weights, the same images from the same noise
+    and the same logits of real images, batch norm in training mode (as both updates run it)."""
+    torch = pytest.importorskip("torch")
+    from dlrun.core.config import load_config
+    from dlrun.core.data.spec import BatchSpec
+    from dlrun.core.nn.dcgan import dcgan, discriminator, generator
+    from dlrun.core.nn.params import count
+
+    ref = benchmark_module("recsys_gan_reference")
+    cfg = load_config(CONFIGS / "dcgan_cpu.yaml", TINY_DCGAN)
+    shape = (16, 16, 1)
+    params, model_state = dcgan(cfg.model, BatchSpec(shape, 1)).init(key)
+    net_G, net_D = ref.dcgan_nets(cfg.model, shape)
+    assert sum(w.numel() for w in [*net_G.parameters(), *net_D.parameters()]) == count(params)
+    copy_dcgan(torch, net_G, net_D, params)
+    net_g, net_d = generator(cfg.model, shape), discriminator(cfg.model, shape)
+
+    @jax.jit
+    def forward(z, x):
+        images, _ = net_g.apply(params["generator"], model_state["generator"], z, train=True)
+        logits, _ = net_d.apply(params["discriminator"], model_state["discriminator"], x, train=True)
+        return images, logits
+
+    rng = np.random.default_rng(0)
+    z, x = rng.normal(size=(8, 8)).astype(np.float32), rng.uniform(-1, 1, (8, *shape)).astype(np.float32)
+    images, logits = forward(z, x)
+    theirs_images = net_G(torch.tensor(z).reshape(8, 8, 1, 1)).permute(0, 2, 3, 1)  # NCHW -> dlrun's NHWC
+    np.testing.assert_allclose(theirs_images.detach().numpy(), np.asarray(images), rtol=1e-5, atol=1e-6)
+    theirs_logits = net_D(torch.tensor(x).permute(0, 3, 1, 2)).reshape(8, 1)
+    np.testing.assert_allclose(theirs_logits.detach().numpy(), np.asarray(logits), rtol=1e-5, atol=1e-6)
+
+
+def test_the_books_dcgan_updates_are_dlruns(key):
+    """Two steps of dlrun's two-part step against the book's `update_D` and `update_G` with
+    Adam(lr 0.005, betas (0.5, 0.999)): the same losses, and the same moves of the weights after
+    each step (a wrong beta, learning rate or layer moves them by about the learning rate)."""
+    torch = pytest.importorskip("torch")
+    from dlrun.core.config import load_config
+    from dlrun.core.data.spec import BatchSpec
+    from dlrun.core.nn.dcgan import dcgan
+    from dlrun.core.training.optimizers import build_optimizer
+    from dlrun.core.training.parts import PartsOptimizer, make_parts_step
+    from dlrun.core.training.state import Arrays, TrainState
+
+    ref = benchmark_module("recsys_gan_reference")
+    cfg = load_config(CONFIGS / "dcgan_cpu.yaml", TINY_DCGAN)
+    shape = (16, 16, 1)
+    gan = dcgan(cfg.model, BatchSpec(shape, 1))
+    params, model_state = gan.init(key)
+    optimizer = PartsOptimizer({part: build_optimizer(cfg.optimizers[part], 1, 1) for part in ("discriminator", "generator")})
+    step = jax.jit(make_parts_step(gan.updates, optimizer))
+    state = TrainState(params, optimizer.init(params), model_state, jnp.int32(0))
+
+    net_G, net_D = ref.dcgan_nets(cfg.model, shape)
+    copy_dcgan(torch, net_G, net_D, params)
+    loss = torch.nn.BCEWithLogitsLoss()
+    trainer_D = ref.adam(net_D.parameters(), cfg.optimizers["discriminator"])
+    trainer_G = ref.adam(net_G.parameters(), cfg.optimizers["generator"])
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        X = rng.uniform(-1, 1, (8, *shape)).astype(np.float32)
+        step_key = jax.random.fold_in(key, i)
+        state, metrics = step(state, Arrays(jnp.asarray(X), None), step_key)
+        Z = torch.tensor(np.asarray(jax.random.normal(step_key, (8, cfg.model.latent_dim)))).reshape(8, -1, 1, 1)  # dlrun's noise
+        loss_D = ref.update_D(torch.tensor(X).permute(0, 3, 1, 2), Z, net_D, net_G, loss, trainer_D)
+        loss_G = ref.update_G(Z, net_D, net_G, loss, trainer_G)
+        assert loss_D.item() == pytest.approx(float(metrics["loss_D"]), rel=1e-5)
+        assert loss_G.item() == pytest.approx(float(metrics["loss_G"]), rel=1e-5)
+        assert_dcgan_moves(net_G, net_D, state.params, params)
+
+
+def test_the_dcgan_reference_trains_dlruns_epoch(fake_fmnist_dir):
+    """run_dcgan at a tiny size on dlrun's loader's images: one warm-up and one timed epoch of
+    dlrun's whole batches, both losses finite."""
+    pytest.importorskip("torch")
+    from dlrun.core.config import load_config
+    from dlrun.core.data import load_dataset
+    from dlrun.core.data.sampling import steps_per_epoch
+
+    ref = benchmark_module("recsys_gan_reference")
+    cfg = load_config(CONFIGS / "dcgan_cpu.yaml", [*TINY_DCGAN, f"data.dir={fake_fmnist_dir}", "data.size=16",
+                                                   "data.num_train=44", "data.batch_size=8", "trainer.progress=none"])
+    data = load_dataset(cfg.data, cfg.seed)
+    out = ref.run_dcgan(cfg, data, 1)
+    assert len(out["epoch_seconds"]) == 1
+    assert out["examples_trained"] == steps_per_epoch(data.sampling, data.num_train, cfg.data.batch_size) * 8 == 40
+    assert 0 < out["train_loss"] < 5 and 0 < out["train_loss_G"] < 10
