@@ -1,16 +1,17 @@
 """Training speed: dlrun's per-step and whole-epoch paths against a PyTorch reference.
 
-For each model (softmax regression, MLP 784-256-10, the book's LeNet and BN-LeNet, the CPU-sized
-ResNet of configs/resnet_cpu.yaml, the CPU-sized ViT of configs/vit_cpu.yaml) on Fashion-MNIST,
-and the sequence models (the concise GRU language model of configs/gru.yaml on The Time
-Machine, the seq2seq and Transformer of configs/seq2seq.yaml and transformer.yaml on
-English-French, found through $DLRUN_DATA_DIR; chapter 13's TinySSD and FCN of configs/tiny_ssd_cpu.yaml
-and fcn_cpu.yaml on their generated sets, against `vision_reference.py`; chapter 14's skip-gram word2vec of
-configs/word2vec.yaml on the first `--num-sentences` PTB sentences and BERT pretraining of
-configs/bert_pretrain_ptb.yaml, its epochs of `data.steps_per_epoch` batches, against `nlp_reference.py`;
-chapter 16's matrix factorisation of configs/mf_lowrank.yaml and chapter 17's GAN of configs/gan_gaussian.yaml
-on their generated sets, against `recsys_gan_reference.py`, at least 10 timed epochs of theirs),
-at its config's batch size, float32, every
+For each model of `speed_models.MODELS`: the Fashion-MNIST classifiers (softmax regression, MLP
+784-256-10, the book's LeNet and BN-LeNet, the CPU-sized ResNet and ViT of configs/resnet_cpu.yaml
+and vit_cpu.yaml), the sequence models (the concise GRU language model of configs/gru.yaml on The
+Time Machine, the seq2seq and Transformer of configs/seq2seq.yaml and transformer.yaml on
+English-French, found through $DLRUN_DATA_DIR), chapter 13's TinySSD and FCN on their generated
+sets and style transfer's synthesis (`vision_reference.py`, `style_transfer_reference.py`),
+chapter 14's word2vec on the first `--num-sentences` PTB sentences and BERT pretraining, its
+epochs of `data.steps_per_epoch` batches (`nlp_reference.py`), chapter 15's sentiment BiRNN and
+textCNN, decomposable attention and BERT fine-tuning for inference on their stand-in data
+(`nlp_tasks_reference.py`), chapter 16's matrix factorisation, NeuMF, Caser, FM and DeepFM and
+chapter 17's GAN and DCGAN on their generated data (`recsys_reference.py`,
+`recsys_gan_reference.py`), each at its config's batch size, float32. Every
 implementation runs in its own process (so that peak memory is its own), the
 implementations taking turns round after round (these machines drift by up to 30% within
 minutes). Each process trains one warm-up epoch after compiling, then `--epochs` timed ones.
@@ -20,6 +21,8 @@ minutes). Each process trains one warm-up epoch after compiling, then `--epochs`
     DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models gru_lm,seq2seq,transformer --no-cli
     DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models word2vec,bert --no-cli --tag chapter14
     python benchmarks/speed.py --models mf,gan --no-cli --tag chapter16-17
+    DLRUN_DATA_DIR=../shared/data python benchmarks/speed.py --models style_transfer,birnn,textcnn,decomposable,\
+        bert_nli,neumf,caser,fm,deepfm,dcgan --no-cli --rounds 1 --tag chapters13-17
 
 Reported per model and implementation: seconds per epoch (median over all timed epochs),
 compile seconds, examples per second, peak resident memory, the validation accuracy reached
@@ -49,39 +52,19 @@ import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {"softmax": "softmax.yaml", "mlp": "mlp.yaml", "lenet": "lenet.yaml", "bn_lenet": "bn_lenet.yaml",
-           "resnet_cpu": "resnet_cpu.yaml", "vit_cpu": "vit_cpu.yaml", "gru_lm": "gru.yaml", "seq2seq": "seq2seq.yaml",
-           "transformer": "transformer.yaml", "tiny_ssd": "tiny_ssd_cpu.yaml", "fcn": "fcn_cpu.yaml",
-           "word2vec": "word2vec.yaml", "bert": "bert_pretrain_ptb.yaml", "mf": "mf_lowrank.yaml", "gan": "gan_gaussian.yaml"}
-SEQUENCE_MODELS = {"gru_lm", "seq2seq", "transformer"}
-VISION_MODELS = {"tiny_ssd", "fcn"}  # chapter 13: their configs' own generated data sets, at their sizes
-PRETRAINING_MODELS = {"word2vec", "bert"}  # chapter 14: PTB through $DLRUN_DATA_DIR, named inputs, no validation split
-GENERATED_MODELS = {"mf", "gan"}  # chapters 16-17: their configs' generated data at its size; short epochs
-MIN_SEQUENCE_EPOCHS = 10
+from speed_models import MODELS, ROOT, bert_classifier_setup, epoch_examples, load_cfg, run_dlrun_synthesis, torch_runner
+
 IMPLS = ("step", "scan", "torch")
-# Targets of the performance issue (2-core CPU): dlrun / PyTorch speed-up per model, and more
-SPEEDUP_TARGETS = {"softmax": 1.5, "mlp": 1.5, "lenet": 1.0, "bn_lenet": 1.0, "resnet_cpu": 1.0, "vit_cpu": 1.0, "gru_lm": 1.0, "seq2seq": 1.0,
-                   "transformer": 1.0, "tiny_ssd": 1.0, "fcn": 1.0, "word2vec": 1.0, "bert": 1.0, "mf": 1.0, "gan": 1.0}
+# Targets of the performance issue (2-core CPU): dlrun / PyTorch speed-up per model (1.0x unless named), and more
+SPEEDUP_TARGETS = {name: {"softmax": 1.5, "mlp": 1.5}.get(name, 1.0) for name in MODELS}
+NO_COMPILE_TARGET = ("sequence", "pretraining", "generated", "synthesis")  # the compile target is for the image models
+DLRUN_IMPLS = {"step", "scan"}
+QUALITY = ("val_rmse", "val_hit_rate", "val_auc")  # what a model without an accuracy reports of its validation
 
 
-def load_cfg(model: str, args) -> object:
-    from dlrun.core.config import load_config
-
-    overrides = ["trainer.progress=none", *args.set]
-    if model in VISION_MODELS | GENERATED_MODELS:  # a generated set is made at its config's size (a new size is a new set)
-        return load_config(ROOT / "configs" / CONFIGS[model], overrides)
-    if model == "word2vec":  # the first sentences of PTB (its vocabulary of words seen 10 times among them)
-        return load_config(ROOT / "configs" / CONFIGS[model], [*overrides, f"data.num_sentences={args.num_sentences}"])
-    if model == "bert":
-        return load_config(ROOT / "configs" / CONFIGS[model], [*overrides, f"data.steps_per_epoch={args.bert_steps}"])
-    if args.num_train:
-        overrides.append(f"data.num_train={args.num_train}")
-    if args.num_val:
-        overrides.append(f"data.num_val={args.num_val}")
-    if args.data_dir and model not in SEQUENCE_MODELS:
-        overrides.append(f"data.dir={args.data_dir}")
-    return load_config(ROOT / "configs" / CONFIGS[model], overrides)
+def impls_of(model: str, impls) -> list[str]:
+    """The implementations timed for `model`: style transfer's synthesis is one loop in dlrun."""
+    return [i for i in impls if i != "scan" or MODELS[model].kind != "synthesis"]
 
 
 # ------------------------------------------------------------------------- one worker process
@@ -114,8 +97,9 @@ def run_dlrun(cfg, data, loop: str, epochs: int) -> dict:
            "train_loss": last["train/loss"] if "train/loss" in last else last.get("train/loss_D")}
     if "train/loss_G" in last:
         out["train_loss_G"] = last["train/loss_G"]
-    if "val/rmse" in result.summary:  # a rating model's held-out RMSE (D2L 16.3)
-        out["val_rmse"] = result.summary["val/rmse"]
+    for key in QUALITY:  # a rating model's held-out RMSE (D2L 16.3), a ranker's hit rate and AUC (16.5)
+        if key.replace("val_", "val/") in result.summary:
+            out[key] = result.summary[key.replace("val_", "val/")]
     return out
 
 
@@ -129,63 +113,33 @@ def val_accuracy(summary: dict) -> float | None:
 
 
 def worker(args) -> None:
-    from dlrun.core.data import load_dataset
-
-    cfg = load_cfg(args.model, args)
-    data = load_dataset(cfg.data, cfg.seed)
-    sequence = args.model in SEQUENCE_MODELS
-    short = sequence or args.model in GENERATED_MODELS  # epochs of a second or less: at least 10 timed
+    short = MODELS[args.model].short
     epochs = max(args.epochs, args.min_short_epochs) if short else args.epochs
-    if args.impl == "torch":
-        import torch_reference
+    if args.impl == "torch" and args.torch_threads:  # fewer threads than cores: on a shared machine, no thread waits
+        import torch  # for a descheduled one
 
-        if args.torch_threads:  # fewer threads than cores: on a shared machine, no thread waits for a descheduled one
-            import torch
-
-            torch.set_num_threads(args.torch_threads)
-
-        if args.model in GENERATED_MODELS:
-            import recsys_gan_reference
-
-            out = (recsys_gan_reference.run_mf if args.model == "mf" else recsys_gan_reference.run_gan)(cfg, data, epochs)
-        elif args.model in PRETRAINING_MODELS:
-            import nlp_reference
-
-            out = (nlp_reference.run_word2vec if args.model == "word2vec" else nlp_reference.run_bert)(cfg, data, epochs)
-        elif args.model in VISION_MODELS:
-            import vision_reference
-
-            out = (vision_reference.run_ssd(cfg, data, epochs) if args.model == "tiny_ssd" else
-                   vision_reference.run_fcn(vision_reference.fcn_net(cfg.model.stages, cfg.model.stem, data.num_classes),
-                                            cfg, data, epochs))
-        elif sequence:
-            out = torch_reference.run_sequence(args.model, cfg, data, epochs)
+        torch.set_num_threads(args.torch_threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, data = config_and_data(args.model, args, tmp)
+        if args.impl == "torch":
+            out = torch_runner(args.model)(cfg, data, epochs)
+        elif MODELS[args.model].kind == "synthesis":  # D2L 13.12: an epoch is the config's lr period of steps on one image
+            out = run_dlrun_synthesis(cfg, epochs)
         else:
-            out = torch_reference.run(args.model, cfg.optimizer.lr, cfg.data.batch_size, epochs,
-                                      data.x_train, data.y_train, data.x_val, data.y_val, cfg.seed, cfg.optimizer.name)
-    else:
-        out = run_dlrun(cfg, data, args.impl, epochs)
-    if sequence:  # every example trains once per epoch, the last batch partial
-        out["examples"] = data.num_train
-        out["tokens"] = data.y_train.size if args.model == "gru_lm" else int(data.y_train[:, -1].sum())
-    elif args.model in PRETRAINING_MODELS:  # whole batches of the shuffled examples, or BERT's steps of its stream
-        from dlrun.core.data.sampling import steps_per_epoch
-
-        out["examples"] = steps_per_epoch(data.sampling, data.num_train, cfg.data.batch_size) * cfg.data.batch_size
-        out["examples_in_set"] = data.num_train  # word2vec: the centre words drawn from the sentences
-        out["vocab"] = data.num_classes
-    elif args.model in GENERATED_MODELS:  # whole batches of the shuffled examples, the same on each side
-        from dlrun.core.data.sampling import steps_per_epoch
-
-        out["examples"] = steps_per_epoch(data.sampling, data.num_train, cfg.data.batch_size) * cfg.data.batch_size
-        if out["examples_trained"] != out["examples"]:
-            raise RuntimeError(f"{args.model} ({args.impl}) trained {out['examples_trained']} examples an epoch; "
-                               f"dlrun's epoch is {out['examples']}")
-        out["examples_in_set"] = data.num_train
-    else:
-        out["examples"] = (len(data.x_train) // cfg.data.batch_size) * cfg.data.batch_size  # whole batches
+            out = run_dlrun(cfg, data, args.impl, epochs)
+        epoch_examples(args.model, cfg, data, out)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print("RESULT " + json.dumps(out))
+
+
+def config_and_data(model: str, args, tmp: str) -> tuple:
+    """`model`'s config and data set (None for style transfer, whose images its functions read)."""
+    from dlrun.core.data import load_dataset
+
+    if model == "bert_nli":  # the fine-tuning run's config and pairs, without the pretraining it follows
+        return bert_classifier_setup(ROOT / "configs" / MODELS[model].config, ["trainer.progress=none", *args.set], tmp)
+    cfg = load_cfg(model, args)
+    return cfg, None if MODELS[model].kind == "synthesis" else load_dataset(cfg.data, cfg.seed)
 
 
 def matmul_peak() -> None:
@@ -263,7 +217,7 @@ def torch_available() -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="softmax,mlp,lenet", help="comma-separated: " + ",".join(CONFIGS))
+    parser.add_argument("--models", default="softmax,mlp,lenet", help="comma-separated: " + ",".join(MODELS))
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per process, after one warm-up epoch")
     parser.add_argument("--rounds", type=int, default=2, help="processes per implementation, taking turns")
     parser.add_argument("--num-train", type=int, default=None, help="fewer training images (default: all 60000)")
@@ -272,7 +226,7 @@ def main() -> None:
     parser.add_argument("--num-sentences", type=int, default=4000, help="word2vec: the first N PTB sentences")
     parser.add_argument("--bert-steps", type=int, default=10, help="bert: batches per epoch (its config's steps_per_epoch)")
     parser.add_argument("--torch-threads", type=int, default=None, help="PyTorch's intra-op threads (default: its own)")
-    parser.add_argument("--min-short-epochs", type=int, default=MIN_SEQUENCE_EPOCHS,
+    parser.add_argument("--min-short-epochs", type=int, default=10,
                         help="timed epochs at least, for the models whose epochs are short (sequence, generated)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for dlrun's runs (repeatable), e.g. model.conv_impl=cpu")
@@ -293,9 +247,9 @@ def main() -> None:
     import jax
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = set(models) - set(CONFIGS)
+    unknown = set(models) - set(MODELS)
     if unknown:
-        parser.error(f"--models: unknown {sorted(unknown)}; expected some of {sorted(CONFIGS)}")
+        parser.error(f"--models: unknown {sorted(unknown)}; expected some of {sorted(MODELS)}")
     impls = [i for i in IMPLS if i != "torch" or torch_available()]
     if "torch" not in impls:
         print("PyTorch reference missing: `pip install torch` (CPU build) to compare against it", flush=True)
@@ -307,10 +261,10 @@ def main() -> None:
     ) + [f"--set={o}" for o in args.set] + ["--min-short-epochs", str(args.min_short_epochs)]
     peak = _child(["--worker", "peak"])["gflops"]
     print(f"matmul peak: {peak:.1f} GFLOP/s (float32, 2048^3)", flush=True)
-    runs: dict = {m: {i: [] for i in impls} for m in models}
+    runs: dict = {m: {i: [] for i in impls_of(m, impls)} for m in models}
     for r in range(args.rounds):
         for m in models:
-            for impl in impls:
+            for impl in runs[m]:
                 out = _child(["--worker", "train", "--model", m, "--impl", impl, *common])
                 runs[m][impl].append(out)
                 print(f"round {r + 1}: {m:8s} {impl:6s} {statistics.median(out['epoch_seconds']):.3f} s/epoch", flush=True)
@@ -362,7 +316,7 @@ def summarise(runs: dict, peak_gflops: float) -> dict:
                    "examples_per_epoch": outs[0]["examples"]}
             if outs[0].get("val_acc") is None:  # no validation split: the last epoch's training loss
                 row["train_loss"] = outs[0]["train_loss"]
-            for k in ("examples_in_set", "vocab", "threads", "train_loss_G", "val_rmse"):
+            for k in ("examples_in_set", "vocab", "threads", "train_loss_G", *QUALITY):
                 if k in outs[0]:
                     row[k] = outs[0][k]
             if "tokens" in outs[0]:
@@ -372,7 +326,7 @@ def summarise(runs: dict, peak_gflops: float) -> dict:
                 row["fraction_of_peak"] = outs[0]["flops_per_epoch"] / epoch_s / (peak_gflops * 1e9)
             table[model][impl] = row
         if "torch" in by_impl:
-            for impl in ("step", "scan"):
+            for impl in DLRUN_IMPLS & set(by_impl):
                 table[model][impl]["speedup_vs_torch"] = table[model]["torch"]["seconds_per_epoch"] / table[model][impl]["seconds_per_epoch"]
     return table
 
@@ -381,11 +335,11 @@ def check_targets(results: dict) -> list[dict]:
     """The issue's targets, each with the figure measured and whether it is met."""
     checks = []
     for model, rows in results["models"].items():
-        best = min(("step", "scan"), key=lambda i: rows[i]["seconds_per_epoch"])
+        best = min(DLRUN_IMPLS & set(rows), key=lambda i: rows[i]["seconds_per_epoch"])
         if "torch" in rows and model in SPEEDUP_TARGETS:
             checks.append({"target": f"{model}: dlrun ({best}) >= {SPEEDUP_TARGETS[model]}x PyTorch per epoch",
                            "measured": rows[best]["speedup_vs_torch"], "met": rows[best]["speedup_vs_torch"] >= SPEEDUP_TARGETS[model]})
-        if model not in SEQUENCE_MODELS | PRETRAINING_MODELS | GENERATED_MODELS:  # the compile target is for the image models
+        if MODELS[model].kind not in NO_COMPILE_TARGET:
             checks.append({"target": f"{model}: compile <= 2 s ({best})", "measured": rows[best]["compile_seconds"],
                            "met": rows[best]["compile_seconds"] <= 2.0})
         if model == "mlp":
@@ -424,6 +378,19 @@ def pretraining_notes(models: dict) -> list[str]:
     return ["", *notes] if notes else []
 
 
+def quality_of(r: dict) -> str:
+    """A row's quality column: its validation accuracy, else what its model has instead."""
+    if r.get("val_acc") is not None:
+        return f"{r['val_acc']:.3f}"
+    if "val_rmse" in r:
+        return f"RMSE {r['val_rmse']:.3f}"
+    if "val_hit_rate" in r:
+        return f"HR {r['val_hit_rate']:.3f} AUC {r['val_auc']:.3f}"
+    if "train_loss_G" in r:
+        return f"D {r['train_loss']:.3f} G {r['train_loss_G']:.3f}"
+    return f"loss {r['train_loss']:.3f}"
+
+
 def to_markdown(results: dict) -> str:
     v = results["versions"]
     tag = results.get("tag", "")
@@ -445,10 +412,8 @@ def to_markdown(results: dict) -> str:
             frac = f"{100 * r['fraction_of_peak']:.1f}%" if "fraction_of_peak" in r else "-"
             rate = f"{r['tokens_per_second']:,.0f} tokens" if "tokens_per_second" in r else f"{r['examples_per_second']:,.0f}"
             speed = f"{r['speedup_vs_torch']:.2f}x" if "speedup_vs_torch" in r else "-"
-            quality = (f"{r['val_acc']:.3f}" if r.get("val_acc") is not None else f"RMSE {r['val_rmse']:.3f}" if "val_rmse" in r
-                       else f"D {r['train_loss']:.3f} G {r['train_loss_G']:.3f}" if "train_loss_G" in r else f"loss {r['train_loss']:.3f}")
             lines.append(f"| {model} | {names[impl]} | {r['seconds_per_epoch']:.3f} | {r['compile_seconds']:.2f} | "
-                         f"{rate} | {r['peak_rss_mb']:.0f} | {frac} | {quality} | {speed} |")
+                         f"{rate} | {r['peak_rss_mb']:.0f} | {frac} | {quality_of(r)} | {speed} |")
     lines += pretraining_notes(results["models"])
     if "cli" in results:
         c = results["cli"]

@@ -71,6 +71,32 @@ def test_speed_benchmark_runs_and_writes_its_table(tmp_path, fake_fmnist_dir):
     assert "| second run (median of 1) |" in markdown
 
 
+def test_every_model_of_the_speed_table_has_its_config_and_a_pytorch_reference(monkeypatch):
+    """benchmarks/speed_models.py: each model's config loads with the benchmark's overrides and
+    names the kind of data its kind says, and its PyTorch reference is a function of (cfg, data,
+    epochs), imported, not run (each reference's own tests train it against dlrun's network)."""
+    import inspect
+    from types import SimpleNamespace
+
+    pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    table = benchmark_module("speed_models")
+    args = SimpleNamespace(set=[], num_sentences=100, bert_steps=2, data_dir=None, num_train=2048, num_val=256)
+    data_of_kind = {"image": {"fashion_mnist"}, "sequence": {"time_machine", "fra_eng"}, "task": {"imdb", "snli", "snli_bert"}}
+    for model, entry in table.MODELS.items():
+        assert (ROOT / "configs" / entry.config).exists(), model
+        if model != "bert_nli":  # its config is its experiment's classifier run: test_nlp_tasks_reference.py
+            cfg = table.load_cfg(model, args)
+            assert cfg.trainer.progress == "none", model
+            assert cfg.data.name in data_of_kind.get(entry.kind, {cfg.data.name}), (model, cfg.data.name)
+            if entry.kind == "image":
+                assert (cfg.data.num_train, cfg.data.num_val) == (2048, 256), model
+        run = table.torch_runner(model)
+        assert list(inspect.signature(run).parameters) == ["cfg", "data", "epochs"], model
+    assert set(table.MODELS) >= {"style_transfer", "birnn", "textcnn", "decomposable", "bert_nli", "neumf", "caser",
+                                 "fm", "deepfm", "dcgan"}
+
+
 def test_lenet_flops_from_xla_match_a_hand_count():
     """The benchmark's FLOP figures come from XLA's cost analysis; check them against the sum of
     the multiply-adds that LeNet's layers need, forward (x1) and backward (x2, no input gradient
