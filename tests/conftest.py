@@ -8,6 +8,12 @@ import numpy as np
 import pytest
 
 os.environ["DLRUN_OFFLINE"] = "1"
+# The suite checks what programs compute, not how fast they run: at XLA's default, LLVM's optimisation of the CPU
+# kernels is most of a test's compile time (googlenet_cpu's train step: 87 s against 35 s at level 0, on 2 cores)
+# while the kernels it speeds up run for milliseconds at the tests' sizes. Its subprocesses inherit it.
+# DLRUN_TEST_XLA_DEFAULT=1 compiles as users' runs do.
+if not os.environ.get("DLRUN_TEST_XLA_DEFAULT") and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 # one compilation cache for the whole session (and its subprocesses): tests that train the same
 # programs compile them once; the per-test cache directories below would otherwise hide it
 os.environ.setdefault("DLRUN_COMPILE_CACHE", tempfile.mkdtemp(prefix="dlrun-test-compile-cache-"))

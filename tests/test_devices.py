@@ -50,7 +50,7 @@ def rows(tmp_path_factory, fake_fmnist_dir):
     out = tmp_path_factory.mktemp("devices")
     base = out / "base.yaml"
     base.write_text(f"name: dp\ndata: {{name: fashion_mnist, dir: {fake_fmnist_dir}}}\noptimizer: {{lr: 0.1}}\n")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(base), str(out)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -106,7 +106,7 @@ def test_two_processes_on_localhost_equal_one(tmp_path, fake_fmnist_dir):
     assert single.returncode == 0, single.stderr[-2000:]
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
                TMPDIR=str(scratch), DLRUN_COORDINATOR=f"localhost:{free_port()}", DLRUN_NUM_PROCESSES="2")
     procs = [subprocess.Popen([*dlrun, "--out", str(tmp_path / "multi"), "--set", "trainer.devices=all"],
                               env=env | {"DLRUN_PROCESS_ID": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
