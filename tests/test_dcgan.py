@@ -217,3 +217,17 @@ def test_one_step_trains_both_parts_and_moves_both_parts_statistics_deterministi
     assert jax.tree_util.tree_structure(new.model_state) == jax.tree_util.tree_structure(state.model_state)
     again, metrics_again = step(state, batch, k)
     assert not any(_changed((new, metrics), (again, metrics_again)))
+
+
+def test_auto_trains_the_dcgan_per_step_on_a_cpu_and_the_dense_gan_in_a_scan():
+    """The generator's transposed convolutions are XLA's, slow inside a scan on a CPU."""
+    from dlrun.core.config import load_config
+    from dlrun.core.nn.models import build_model
+    from dlrun.core.training.setup import choose_loop
+
+    from .conftest import CONFIGS
+
+    dcgan_model = build_model(load_config(CONFIGS / "dcgan_cpu.yaml").model, BatchSpec((32, 32, 1), 1))
+    gaussian = build_model(load_config(CONFIGS / "gan_gaussian.yaml").model, BatchSpec((2,), 1))
+    assert choose_loop("auto", dcgan_model, "cpu") == "step" and choose_loop("auto", dcgan_model, "gpu") == "scan"
+    assert choose_loop("auto", gaussian, "cpu") == "scan" and choose_loop("scan", dcgan_model, "cpu") == "scan"

@@ -130,10 +130,10 @@ def encoder_decoder(name: str) -> Builder:
     return build
 
 
-def gan_model(gan) -> Model:
+def gan_model(gan, step_on: frozenset[str] = frozenset()) -> Model:
     """A GAN (`core.nn.gan`) as a model: `apply` generates from noise; its two parts train in
     turn (`updates`); each epoch's `snapshot` is what it generates from one fixed draw of noise."""
-    return Model(gan.init, gan.apply, (gan.latent_dim,), updates=gan.updates, snapshot=gan_snapshot(gan))
+    return Model(gan.init, gan.apply, (gan.latent_dim,), step_on, updates=gan.updates, snapshot=gan_snapshot(gan))
 
 
 # name -> build(model config, batch spec): every model is built the same way
@@ -148,7 +148,9 @@ MODELS: dict[str, Builder] = {
     "rnn_lm": sequence_model(rnn_lm),
     **{name: encoder_decoder(name) for name in ENCODER_DECODERS},
     "gan": lambda cfg, spec: gan_model(gan_mlp(cfg, spec)),
-    "dcgan": lambda cfg, spec: gan_model(dcgan(cfg, spec)),
+    # its generator's transposed convolutions are XLA's, slow inside a scan on a CPU as LeNet's are (dcgan_cpu
+    # 16.8 s/epoch per step against 46.0 in a scan: benchmarks/results/cpu-2core-x86_64-2026-12-04-chapters13-17.md)
+    "dcgan": lambda cfg, spec: gan_model(dcgan(cfg, spec), frozenset({"cpu"})),
     **RECOMMENDERS,
     **DETECTORS,
     **SEGMENTERS,
